@@ -1,0 +1,6 @@
+"""One file per method; each registers a builder ``(task_channels, backbone, cfg) -> nn.Module``.
+
+The module's ``forward(images)`` returns ``{"final": {task: logits}, "aux": {name: {task: logits}}}``
+with logits at input resolution, and exposes ``.backbone`` (for the params split in records).
+A builder with ``single_task = True`` trains one task per run and provides Δm's references.
+"""

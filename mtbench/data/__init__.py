@@ -1,0 +1,1 @@
+"""Datasets: each module registers a builder ``(split, cfg) -> torch Dataset`` by name."""

@@ -1,0 +1,190 @@
+"""Train one run, evaluate it, and return its record. Knows no method, task or dataset by name."""
+from __future__ import annotations
+
+import math
+import random
+import time
+from contextlib import nullcontext
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from mtbench import checkpoint
+from mtbench.config import RunConfig
+from mtbench.data.loader import eval_loader, train_loader
+from mtbench.evaluation import autocast, evaluate, evaluate_trivial, fit_priors
+from mtbench.optim import build_optimizer, build_scheduler
+from mtbench.profiling import count_flops, environment, param_counts, peak_memory_mb
+from mtbench.registry import BACKBONES, DATASETS, METHODS, TASKS
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training diverged; the run is recorded as failed rather than producing garbage metrics."""
+
+
+def make_progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {name} asked for, but torch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+def build_data(cfg: RunConfig, cache_dir: Path):
+    ds_cfg = cfg.dataset_cfg
+    ds_cfg.setdefault("cache_dir", str(cache_dir))
+    if cfg.data_dir:
+        ds_cfg["data_dir"] = cfg.data_dir
+    builder = DATASETS.get(cfg.dataset)
+    train, val = builder("train", cfg.tasks, ds_cfg), builder("val", cfg.tasks, ds_cfg)
+    return train, val
+
+
+def build_model(cfg: RunConfig, info) -> tuple[torch.nn.Module, dict[str, Any]]:
+    tasks = {t: TASKS.get(t) for t in cfg.tasks}
+    backbone = BACKBONES.get(cfg.backbone)(img_size=tuple(info.image_size), checkpoint=cfg.backbone_weights)
+    builder = METHODS.get(cfg.method)
+    model = builder({t: task.out_channels(info) for t, task in tasks.items()}, backbone, cfg.method_cfg)
+    return model, tasks
+
+
+def run(
+    cfg: RunConfig,
+    run_dir: Path,
+    device: torch.device | None = None,
+    progress: Progress | None = None,
+    on_iteration: Callable[[int, Callable[[], None]], None] | None = None,
+) -> dict[str, Any]:
+    """Train (resuming from ``run_dir/checkpoints`` if present), evaluate, return the record.
+
+    ``on_iteration(it, save_checkpoint)`` is called after every optimizer step; preemption
+    handlers use it to checkpoint and stop, tests use it to simulate a crash.
+    """
+    from mtbench.backbones import describe
+
+    device = device or pick_device()
+    run_dir = Path(run_dir)
+    recipe = cfg.recipe
+    started = datetime.now(timezone.utc).isoformat()
+    seed_everything(cfg.seed)
+    train_ds, val_ds = build_data(cfg, run_dir.parent.parent / "cache")
+    info = train_ds.info
+    model, tasks = build_model(cfg, info)
+    model.to(device)
+    optimizer = build_optimizer(model, recipe["optimizer"])
+    total = recipe["iterations"]
+    scheduler = build_scheduler(optimizer, recipe["schedule"], total)
+    ckpt_dir = run_dir / "checkpoints"
+    start, extra = checkpoint.load_latest(ckpt_dir, model, optimizer, scheduler, device)
+    history: list[dict[str, Any]] = extra.get("history", [])
+    weights = {t: task.weight(info) for t, task in tasks.items()}
+    use_amp = bool(recipe["amp"]) and device.type == "cuda"
+    pin = device.type == "cuda"
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def save(it: int) -> None:
+        checkpoint.save(ckpt_dir, model, optimizer, scheduler, it, {"history": history})
+
+    own_progress = progress is None
+    progress = progress or make_progress()
+    ctx = progress if own_progress else nullcontext()
+    t0 = time.perf_counter()
+    with ctx:
+        bar = progress.add_task(f"train {cfg.run_id}", total=total, completed=start, status="")
+        model.train()
+        loader = train_loader(train_ds, recipe["batch_size"], cfg.seed, start, total, recipe["num_workers"], pin)
+        for it, batch in enumerate(loader, start=start):
+            images = batch["image"].to(device, non_blocking=True)
+            with autocast(device, use_amp):
+                out = model(images)
+            losses = {t: tasks[t].loss(out["final"][t], batch[t].to(device, non_blocking=True)) for t in tasks}
+            loss = sum(weights[t] * losses[t] for t in tasks)
+            for aux in out.get("aux", {}).values():
+                loss = loss + sum(weights[t] * tasks[t].loss(aux[t], batch[t].to(device)) for t in aux)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if recipe.get("grad_clip"):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(recipe["grad_clip"]))
+            optimizer.step()
+            scheduler.step()
+            done = it + 1
+            if done % 10 == 0 or done == total:  # one host sync every 10 steps, not every step
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise NonFiniteLoss(f"loss is {value} at iteration {done}; lower the lr or enable grad_clip")
+                progress.update(bar, completed=done, status=f"loss {value:.4f}")
+            if recipe["eval_every"] and done % recipe["eval_every"] == 0 and done < total:
+                metrics = _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress)
+                history.append({"iteration": done, "metrics": metrics})
+                model.train()
+            if done % recipe["checkpoint_every"] == 0 and done < total:
+                save(done)
+            if on_iteration:
+                on_iteration(done, lambda d=done: save(d))
+        progress.update(bar, completed=total)
+        train_time = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        metrics = _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress,
+                            pred_dir=run_dir / "predictions")
+        eval_time = time.perf_counter() - t1
+        priors = fit_priors(eval_loader(train_ds, recipe["batch_size"], recipe["num_workers"], False), tasks, info)
+        trivial = evaluate_trivial(priors, eval_loader(val_ds, recipe["batch_size"], recipe["num_workers"], False),
+                                   tasks, info, recipe["eval"], torch.device("cpu"))
+    save(total)
+    return {
+        "run_id": cfg.run_id,
+        "status": "done",
+        "config": cfg.to_dict(),
+        "method": cfg.method, "dataset": cfg.dataset, "tasks": list(cfg.tasks), "backbone": cfg.backbone,
+        "seed": cfg.seed, "recipe_name": recipe["name"], "setting_key": cfg.setting_key,
+        "single_task_reference": bool(getattr(METHODS.get(cfg.method), "single_task", False)),
+        "metrics": metrics,
+        "primary_metrics": {t: task.primary_metric for t, task in tasks.items()},
+        "higher_is_better": {t: {m: task.higher_is_better(m) for m in metrics[t] if m != "loss" and "/" not in m}
+                             for t, task in tasks.items()},
+        "trivial": trivial,
+        "history": history,
+        "iterations": total, "resumed_from": start,
+        "params": param_counts(model),
+        "backbone_info": describe(model.backbone),
+        "flops": count_flops(model, tuple(info.image_size), device),
+        "dataset_info": {"name": info.name, "image_size": list(info.image_size), "num_classes": info.num_classes,
+                         "edge_max_dist": info.edge_max_dist, "n_train": len(train_ds), "n_val": len(val_ds)},
+        "train_time_s": train_time, "eval_time_s": eval_time,
+        "peak_memory": peak_memory_mb(device),
+        "precision": "bf16-autocast" if use_amp else "fp32",
+        "environment": environment(device),
+        "started_at": started, "finished_at": datetime.now(timezone.utc).isoformat(),
+    }
+
+
+def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress, pred_dir=None):
+    model.eval()
+    loader = eval_loader(val_ds, recipe["batch_size"], recipe["num_workers"], pin)
+    bar = progress.add_task("evaluate", total=len(loader), status="")
+
+    def predict(images):
+        with torch.inference_mode(), autocast(device, use_amp):
+            return {t: v.float() for t, v in model(images)["final"].items()}
+
+    with torch.inference_mode():
+        result = evaluate(predict, loader, tasks, info, recipe["eval"], device, pred_dir=pred_dir,
+                          on_batch=lambda: progress.advance(bar))
+    progress.remove_task(bar)
+    return result

@@ -1,0 +1,108 @@
+"""Evaluation at native resolution, the trivial predictors, and saving predictions for re-scoring."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mtbench.data.base import DatasetInfo
+from mtbench.metrics.base import Evaluator
+from mtbench.task import Task
+
+
+def native_crop(x: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
+    """Undo padding: ``meta['size']`` is the native (h, w), ``meta.get('offset')`` its top-left."""
+    h, w = meta["size"]
+    top, left = meta.get("offset", (0, 0))
+    return x[..., top:top + h, left:left + w]
+
+
+def _update(evaluator: Evaluator, pred: torch.Tensor, target: torch.Tensor, metas: list[dict]) -> None:
+    """Score each image at its native size; whole batch at once when nothing was padded."""
+    if all(tuple(m["size"]) == tuple(target.shape[-2:]) and tuple(m.get("offset", (0, 0))) == (0, 0) for m in metas):
+        evaluator.update(pred, target)
+        return
+    for i, m in enumerate(metas):
+        evaluator.update(native_crop(pred[i:i + 1], m), native_crop(target[i:i + 1], m))
+
+
+def _save_pngs(pred_dir: Path, pred: torch.Tensor, metas: list[dict]) -> None:
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    for i, m in enumerate(metas):
+        p = native_crop(pred[i], m).float().clamp(0, 1).cpu().numpy()
+        Image.fromarray(np.round(p * 255).astype(np.uint8)).save(pred_dir / f"{m['id']}.png")
+
+
+def evaluate(
+    predict: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    batches: Iterable[dict[str, Any]],
+    tasks: dict[str, Task],
+    info: DatasetInfo,
+    eval_cfg: dict[str, Any],
+    device: torch.device,
+    pred_dir: Path | None = None,
+    on_batch: Callable[[], None] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Metrics per task, plus the task loss on the val split under the key ``loss``.
+
+    ``predict`` maps an image batch to logits per task, so the same loop scores a network and a
+    trivial constant predictor.
+    """
+    evaluators = {t: task.evaluator(info, eval_cfg) for t, task in tasks.items()}
+    loss_sum = {t: torch.zeros((), dtype=torch.float64, device=device) for t in tasks}
+    n_batches = 0
+    for batch in batches:
+        images = batch["image"].to(device, non_blocking=True)
+        logits = predict(images)
+        for t, task in tasks.items():
+            target = batch[t].to(device, non_blocking=True)
+            if t in logits:
+                loss_sum[t] += task.loss(logits[t], target).double()
+                pred = task.postprocess(logits[t])
+            else:  # a trivial predictor gives predictions, not logits
+                pred = task.prior_prediction(batch[f"__prior_{t}"], target)
+            _update(evaluators[t], pred, target, batch["meta"])
+            if pred_dir is not None and task.saves_predictions:
+                _save_pngs(pred_dir / t, pred, batch["meta"])
+        n_batches += 1
+        if on_batch:
+            on_batch()
+    results: dict[str, dict[str, float]] = {}
+    for t, ev in evaluators.items():
+        results[t] = ev.compute()
+        if n_batches:
+            results[t]["loss"] = float(loss_sum[t] / n_batches)
+    return results
+
+
+def fit_priors(batches: Iterable[dict[str, Any]], tasks: dict[str, Task], info: DatasetInfo) -> dict[str, torch.Tensor]:
+    """Sufficient statistics of the training targets for each task's constant predictor."""
+    stats: dict[str, torch.Tensor] = {}
+    for batch in batches:
+        for t, task in tasks.items():
+            s = task.prior_stats(batch[t], info)
+            stats[t] = s if t not in stats else stats[t] + s
+    return stats
+
+
+def evaluate_trivial(priors: dict[str, torch.Tensor], batches: Iterable[dict[str, Any]], tasks: dict[str, Task],
+                     info: DatasetInfo, eval_cfg: dict[str, Any], device: torch.device) -> dict[str, dict[str, float]]:
+    """Scores of the constant predictors (majority class, mean depth, mean normal, prior rates)."""
+    def with_priors(batches):
+        for batch in batches:
+            yield {**batch, **{f"__prior_{t}": priors[t] for t in tasks}}
+
+    results = evaluate(lambda images: {}, with_priors(batches), tasks, info, eval_cfg, device)
+    for r in results.values():
+        r.pop("loss", None)
+    return results
+
+
+def autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

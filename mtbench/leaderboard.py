@@ -1,0 +1,198 @@
+"""Leaderboards from run records alone: mean ± std over seeds and Δm against single-task references.
+
+Δm = (1/T) Σ_t (−1)^{l_t} (M_m,t − M_st,t) / M_st,t × 100, with l_t = 1 where lower is better, one
+primary metric per task, and references trained with the same backbone, data and recipe (the
+same ``setting_key``). Δm is computed per seed of the method against the references' mean over
+seeds, then reported as mean ± std over the method's seeds.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mtbench.records import atomic_write_text, load_records
+
+MISSING = "—"
+
+
+def delta_m(metrics: dict[str, float], reference: dict[str, float], higher_is_better: dict[str, bool]) -> float:
+    """Δm in percent over the tasks in ``reference``; NaN if any task is missing or a reference is 0."""
+    terms = []
+    for t, ref in reference.items():
+        if t not in metrics or metrics[t] is None or ref is None or ref == 0 or not math.isfinite(ref):
+            return float("nan")
+        sign = 1.0 if higher_is_better[t] else -1.0
+        terms.append(sign * (metrics[t] - ref) / ref)
+    return 100.0 * float(np.mean(terms)) if terms else float("nan")
+
+
+@dataclass
+class Column:
+    task: str
+    metric: str
+    higher_is_better: bool
+
+    @property
+    def label(self) -> str:
+        name = f"{self.task}_loss" if self.metric == "loss" else f"{self.task} {self.metric}"
+        return f"{name} {'↑' if self.higher_is_better else '↓'}"
+
+
+@dataclass
+class Table:
+    title: str
+    slug: str
+    columns: list[Column]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _primary(record: dict, task: str) -> tuple[str, bool]:
+    """The task's primary metric, or its validation loss while no evaluator gives the primary."""
+    metric = record["primary_metrics"][task]
+    if metric in record["metrics"].get(task, {}):
+        return metric, bool(record["higher_is_better"][task][metric])
+    return "loss", False
+
+
+def _value(record: dict, col: Column, source: str = "metrics") -> float | None:
+    v = record.get(source, {}).get(col.task, {}).get(col.metric)
+    return None if v is None else float(v)
+
+
+def _stats(values: list[float | None]) -> tuple[float, float, int]:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return float("nan"), float("nan"), 0
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else float("nan"), len(vals)
+
+
+def build_tables(records: list[dict[str, Any]]) -> list[Table]:
+    done = [r for r in records if r.get("status") == "done"]
+    failed = [r for r in records if r.get("status") == "failed"]
+    refs = [r for r in done if r.get("single_task_reference")]
+    groups: dict[tuple[str, tuple[str, ...]], list[dict]] = defaultdict(list)
+    for r in done:
+        if not r.get("single_task_reference"):
+            groups[(r["setting_key"], tuple(r["tasks"]))].append(r)
+    # A setting with only references still gets a table (the single-task numbers themselves).
+    ref_settings = {r["setting_key"] for r in refs} - {k for k, _ in groups}
+    for key in ref_settings:
+        tasks = tuple(dict.fromkeys(t for r in refs if r["setting_key"] == key for t in r["tasks"]))
+        groups[(key, tasks)] = []
+    tables = []
+    for (key, tasks), members in sorted(groups.items(), key=lambda kv: kv[0]):
+        tables.append(_table(key, tasks, members, [r for r in refs if r["setting_key"] == key],
+                             [r for r in failed if r.get("setting_key") == key]))
+    return tables
+
+
+def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dict], failed: list[dict]) -> Table:
+    any_rec = (members or refs)[0]
+    ref_by_task = {t: [r for r in refs if tuple(r["tasks"]) == (t,)] for t in tasks}
+    columns = []
+    for t in tasks:
+        source = next((r for r in members + ref_by_task[t]), None)
+        metric, hib = _primary(source, t) if source else ("?", True)
+        columns.append(Column(t, metric, hib))
+    recipe = any_rec.get("recipe_name", "?")
+    title = f"{any_rec['dataset']} · {any_rec['backbone']} · recipe {recipe} · tasks {', '.join(tasks)}"
+    table = Table(title=title, slug=f"{any_rec['dataset']}_{any_rec['backbone']}_{recipe}_{'-'.join(tasks)}_{key}",
+                  columns=columns)
+    hib = {c.task: c.higher_is_better for c in columns}
+
+    ref_mean: dict[str, float] = {}
+    ref_row: dict[str, Any] = {"method": "single-task refs", "seeds": 0, "delta_m": (0.0, float("nan"))}
+    for c in columns:
+        mean, std, n = _stats([_value(r, c) for r in ref_by_task[c.task]])
+        ref_row[c.task] = (mean, std)
+        ref_row["seeds"] = max(ref_row["seeds"], n)
+        if n:
+            ref_mean[c.task] = mean
+        else:
+            table.notes.append(f"no single-task reference for '{c.task}' in this setting: Δm is not defined")
+    ref_row["params_M"] = sum(_stats([r["params"]["total"] for r in ref_by_task[t]])[0] for t in tasks) / 1e6
+    ref_row["gflops"] = sum(_stats([r["flops"]["gflops"] for r in ref_by_task[t]])[0] for t in tasks)
+    if len(ref_mean) < len(tasks):
+        ref_row["delta_m"] = (float("nan"), float("nan"))
+    table.rows.append(ref_row)
+
+    for method in sorted({r["method"] for r in members}):
+        runs = [r for r in members if r["method"] == method]
+        row: dict[str, Any] = {"method": method, "seeds": len(runs)}
+        for c in columns:
+            row[c.task] = _stats([_value(r, c) for r in runs])[:2]
+        deltas = [delta_m({c.task: _value(r, c) for c in columns}, ref_mean, hib) for r in runs]
+        row["delta_m"] = _stats(deltas)[:2] if len(ref_mean) == len(tasks) else (float("nan"), float("nan"))
+        row["params_M"] = _stats([r["params"]["total"] for r in runs])[0] / 1e6
+        row["gflops"] = _stats([r["flops"]["gflops"] for r in runs])[0]
+        table.rows.append(row)
+
+    trivial_sources = members + refs
+    triv: dict[str, Any] = {"method": "trivial (constant)", "seeds": MISSING, "params_M": 0.0, "gflops": 0.0}
+    for c in columns:
+        triv[c.task] = _stats([_value(r, c, "trivial") for r in trivial_sources if c.task in r.get("trivial", {})])[:2]
+    triv["delta_m"] = (delta_m({c.task: triv[c.task][0] for c in columns}, ref_mean, hib), float("nan")) \
+        if len(ref_mean) == len(tasks) else (float("nan"), float("nan"))
+    table.rows.append(triv)
+    for r in failed:
+        table.notes.append(f"failed run {r['run_id']}: {r.get('error', '?')}")
+    return table
+
+
+def _fmt(mean: float, std: float = float("nan")) -> str:
+    if mean is None or not math.isfinite(mean):
+        return MISSING
+    digits = 4 if abs(mean) < 10 else 2
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if math.isfinite(std) else "")
+
+
+def to_markdown(table: Table) -> str:
+    head = ["Method", "Seeds"] + [c.label for c in table.columns] + ["Δm % ↑", "Params (M)", "GFLOPs"]
+    lines = [f"### {table.title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in table.rows:
+        cells = [f"**{row['method']}**", str(row["seeds"])]
+        cells += [_fmt(*row[c.task]) for c in table.columns]
+        cells += [_fmt(*row["delta_m"]), _fmt(row["params_M"]), _fmt(row["gflops"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    if table.notes:
+        lines += [""] + [f"- {n}" for n in table.notes]
+    return "\n".join(lines) + "\n"
+
+
+def to_frame(table: Table) -> pd.DataFrame:
+    rows = []
+    for row in table.rows:
+        flat = {"method": row["method"], "seeds": row["seeds"]}
+        for c in table.columns:
+            flat[f"{c.task}/{c.metric}"], flat[f"{c.task}/{c.metric}/std"] = row[c.task]
+        flat["delta_m"], flat["delta_m/std"] = row["delta_m"]
+        flat["params_M"], flat["gflops"] = row["params_M"], row["gflops"]
+        rows.append(flat)
+    return pd.DataFrame(rows)
+
+
+HEADER = ("# mtbench leaderboard\n\nGenerated from run records by `python bench.py leaderboard {src}`. "
+          "Mean ± sample std over seeds; Δm (%) against single-task references of the same backbone, "
+          "data and recipe; the trivial row is the best constant predictor fitted on the training targets.\n\n")
+
+
+def write_leaderboard(results_dir: Path, out_dir: Path | None = None) -> tuple[list[Table], Path]:
+    """Rebuild every table from the records under ``results_dir``; write markdown + CSV atomically."""
+    results_dir = Path(results_dir)
+    tables = build_tables(load_records(results_dir))
+    out_dir = Path(out_dir) if out_dir else results_dir / "leaderboards"
+    md = HEADER.format(src=results_dir) + "\n".join(to_markdown(t) for t in tables)
+    if not tables:
+        md += "_No finished runs yet._\n"
+    for t in tables:
+        atomic_write_text(out_dir / f"{t.slug}.csv", to_frame(t).to_csv(index=False))
+    path = out_dir / "leaderboard.md"
+    atomic_write_text(path, md)
+    return tables, path

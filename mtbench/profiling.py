@@ -1,0 +1,67 @@
+"""Cost measurements for records and leaderboards: parameters, FLOPs, memory, provenance."""
+from __future__ import annotations
+
+import platform
+import resource
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def param_counts(model: torch.nn.Module) -> dict[str, int]:
+    total = sum(p.numel() for p in model.parameters())
+    backbone = getattr(model, "backbone", None)
+    bb = sum(p.numel() for p in backbone.parameters()) if backbone is not None else 0
+    return {"total": total, "backbone": bb, "head": total - bb}
+
+
+def count_flops(model: torch.nn.Module, image_size: tuple[int, int], device: torch.device) -> dict[str, float]:
+    """torch's flop counter on one eval forward, batch 1. A multiply-add counts 2 FLOPs there;
+    papers often quote multiply-adds as 'FLOPs', so both are recorded under their own names."""
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(1, 3, *image_size, device=device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    model.train(was_training)
+    flops = counter.get_total_flops()
+    return {"gflops": flops / 1e9, "gmacs": flops / 2e9, "input_size": list(image_size)}
+
+
+def peak_memory_mb(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        return {"kind": "cuda_max_allocated", "mb": torch.cuda.max_memory_allocated(device) / 2**20}
+    return {"kind": "process_max_rss", "mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        sha = out.stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).parent,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    import timm  # noqa: F401  (imported through mtbench.compat by the backbones already)
+
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "timm": sys.modules["timm"].__version__,
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "threads": torch.get_num_threads(),
+        "git_sha": git_sha(),
+    }

@@ -1,0 +1,80 @@
+"""Name → factory registries, in the style of timm's ``register_model``/``create_model``.
+
+Names are the API: recipes, the CLI and run records refer to methods, tasks, datasets and
+backbones by name only, so adding one is one file with one decorator.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+from typing import Any, Callable
+
+
+class UnknownNameError(KeyError):
+    """A name that no plugin registered; the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class Registry:
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Any] = {}
+
+    def register(self, name: str) -> Callable[[Any], Any]:
+        def deco(obj: Any) -> Any:
+            if name in self._entries and self._entries[name] is not obj:
+                raise ValueError(f"{self.kind} '{name}' is registered twice")
+            self._entries[name] = obj
+            return obj
+
+        return deco
+
+    def get(self, name: str) -> Any:
+        load_plugins()
+        if name not in self._entries:
+            known = ", ".join(sorted(self._entries)) or "(none)"
+            close = difflib.get_close_matches(name, list(self._entries), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise UnknownNameError(f"unknown {self.kind} '{name}'. Known {self.kind}s: {known}.{hint}")
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        load_plugins()
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        load_plugins()
+        return name in self._entries
+
+
+METHODS = Registry("method")
+TASKS = Registry("task")
+DATASETS = Registry("dataset")
+BACKBONES = Registry("backbone")
+
+register_method = METHODS.register
+register_task = TASKS.register
+register_dataset = DATASETS.register
+register_backbone = BACKBONES.register
+
+# Packages whose every module registers something on import. `methods` and `tasks` live at the
+# top level so that a new method or task is one new file there; nothing in mtbench names them.
+PLUGIN_PACKAGES = ("tasks", "methods", "mtbench.data", "mtbench.backbones")
+_loaded = False
+
+
+def load_plugins() -> None:
+    """Import every plugin module once, so that their decorators have run."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for pkg_name in PLUGIN_PACKAGES:
+        pkg = importlib.import_module(pkg_name)
+        if hasattr(pkg, "__path__"):
+            for mod in pkgutil.iter_modules(pkg.__path__):
+                if not mod.name.startswith("_"):
+                    importlib.import_module(f"{pkg_name}.{mod.name}")

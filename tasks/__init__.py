@@ -1,0 +1,1 @@
+"""One file per task; each registers a ``Task`` instance with ``@register_task``."""

@@ -1,0 +1,57 @@
+"""Boundaries: class-balanced BCE with positive weight 0.95 (ATRC/InvPT), scored by BSDS odsF."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mtbench.data.base import IGNORE
+from mtbench.metrics.boundary import BoundaryEvaluator
+from mtbench.registry import register_task
+from mtbench.task import Task
+
+POS_WEIGHT = 0.95
+
+
+class Edge(Task):
+    name = "edge"
+    primary_metric = "odsF"
+    weights = {"nyud": 50.0, "pascal": 50.0}
+    saves_predictions = True
+
+    def out_channels(self, info):
+        return 1
+
+    def loss(self, logits, target):
+        """ATRC ``BalancedBinaryCrossEntropyLoss(pos_weight=0.95)``, which reduces to the mean
+        over labelled pixels of w·y·(−log σ) + (1−w)·(1−y)·(−log(1−σ))."""
+        x = logits[:, 0].float()
+        valid = target != IGNORE
+        y = torch.where(valid, target, torch.zeros_like(target)).float()
+        per_pixel = POS_WEIGHT * y * F.softplus(-x) + (1 - POS_WEIGHT) * (1 - y) * F.softplus(x)
+        return (per_pixel * valid).sum() / valid.sum().clamp(min=1)
+
+    def postprocess(self, logits):
+        return torch.sigmoid(logits[:, 0].float())
+
+    @classmethod
+    def evaluator_class(cls):
+        return BoundaryEvaluator
+
+    def evaluator(self, info, eval_cfg):
+        return BoundaryEvaluator(
+            max_dist=info.edge_max_dist,
+            thresholds=eval_cfg.get("edge_thresholds", 99),
+            nms=eval_cfg.get("edge_nms", True),
+            workers=eval_cfg.get("edge_workers"),
+        )
+
+    def prior_stats(self, target, info):
+        valid = target != IGNORE
+        return torch.stack([((target == 1) & valid).sum().double(), valid.sum().double()])
+
+    def prior_prediction(self, stats, like):
+        p = float(stats[0] / stats[1].clamp(min=1))
+        return torch.full(like.shape, p, device=like.device)
+
+
+register_task("edge")(Edge())

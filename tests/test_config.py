@@ -1,0 +1,72 @@
+"""Recipes, overrides, run ids and registry errors: bad input gets a message that names the fix."""
+import pytest
+
+from mtbench.cli import parse_seeds
+from mtbench.config import ConfigError, RunConfig, load_recipe
+from mtbench.data.base import parse_tasks
+from mtbench.data.loader import IterationBatchSampler
+from mtbench.registry import BACKBONES, DATASETS, METHODS, TASKS, UnknownNameError
+
+
+def test_unknown_names_list_the_known_ones():
+    for reg, known in [(METHODS, "baseline"), (TASKS, "semseg"), (DATASETS, "synthetic"), (BACKBONES, "resnet18")]:
+        with pytest.raises(UnknownNameError) as e:
+            reg.get("nope")
+        assert known in str(e.value) and "nope" in str(e.value)
+
+
+def test_close_name_suggestion():
+    with pytest.raises(UnknownNameError, match="Did you mean 'baseline'"):
+        METHODS.get("baselin")
+
+
+def test_recipe_overrides_and_errors(tmp_path):
+    r = load_recipe("smoke", ["iterations=7", "optimizer.lr=0.5", "datasets.synthetic.n_train=4"])
+    assert r["iterations"] == 7 and r["optimizer"]["lr"] == 0.5 and r["datasets"]["synthetic"]["n_train"] == 4
+    with pytest.raises(ConfigError, match="Known recipes: .*smoke"):
+        load_recipe("nope")
+    with pytest.raises(ConfigError, match="unknown recipe key 'iteratons'"):
+        load_recipe("smoke", ["iteratons=5"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_recipe("smoke", ["iterations"])
+    with pytest.raises(ConfigError, match="positive integer"):
+        load_recipe("smoke", ["batch_size=0"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("iterations: 3\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="unknown recipe keys"):
+        load_recipe(str(bad))
+
+
+def test_run_id_is_stable_and_ignores_paths():
+    r = load_recipe("smoke")
+    a = RunConfig("baseline", "synthetic", ("semseg", "depth"), "resnet18", 0, r, data_dir="/a")
+    b = RunConfig("baseline", "synthetic", ("semseg", "depth"), "resnet18", 0, load_recipe("smoke"), data_dir="/b")
+    c = RunConfig("baseline", "synthetic", ("semseg", "depth"), "resnet18", 1, r)
+    assert a.run_id == b.run_id != c.run_id
+    assert a.setting_key == c.setting_key
+    # A method-specific setting changes the run id but not the setting (references stay comparable).
+    r2 = load_recipe("smoke", ["methods.baseline.head_channels=32"])
+    d = RunConfig("baseline", "synthetic", ("semseg", "depth"), "resnet18", 0, r2)
+    assert d.run_id != a.run_id and d.setting_key == a.setting_key
+    assert RunConfig.from_dict(a.to_dict()).run_id == a.run_id
+
+
+def test_task_presets_and_seeds():
+    assert parse_tasks("nyud", ()) == ("semseg", "depth", "normals", "edge")
+    assert parse_tasks("pascal", ()) == ("semseg", "human_parts", "sal", "normals", "edge")
+    assert parse_tasks("semseg, depth", ()) == ("semseg", "depth")
+    with pytest.raises(ValueError, match="duplicate"):
+        parse_tasks("semseg,semseg", ())
+    assert parse_seeds("0-2,5") == [0, 1, 2, 5]
+
+
+def test_sampler_order_depends_only_on_seed_and_iteration():
+    full = list(IterationBatchSampler(10, 3, seed=4, start=0, total=9))
+    resumed = list(IterationBatchSampler(10, 3, seed=4, start=5, total=9))
+    assert resumed == full[5:]
+    assert all(len(b) == 3 for b in full)
+    epoch0 = sum(full[:3], [])
+    assert len(set(epoch0)) == 9  # no repeats within an epoch
+    assert full != list(IterationBatchSampler(10, 3, seed=5, start=0, total=9))
+    with pytest.raises(ValueError, match="fewer than the batch size"):
+        IterationBatchSampler(2, 3, 0, 0, 1)
