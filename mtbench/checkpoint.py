@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtbench.records import current_umask
+
 LAST = "last.pt"
 
 
@@ -42,6 +44,7 @@ def save(ckpt_dir: Path, model: torch.nn.Module, optimizer, scheduler, iteration
     }
     fd, tmp = tempfile.mkstemp(dir=ckpt_dir, prefix=".last.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~current_umask())
     try:
         torch.save(payload, tmp)
         os.replace(tmp, ckpt_dir / LAST)

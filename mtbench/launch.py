@@ -59,6 +59,15 @@ def expand_grid(spec: GridSpec) -> list[RunConfig]:
     return list(runs.values())
 
 
+def summary(record: dict[str, Any]) -> str:
+    """One line of primary metrics, for logs where progress bars don't render (SLURM, CI)."""
+    parts = []
+    for t, metric in record["primary_metrics"].items():
+        value = record["metrics"][t].get(metric, record["metrics"][t].get("loss"))
+        parts.append(f"{t} {metric if metric in record['metrics'][t] else 'loss'} {value:.4g}")
+    return ", ".join(parts)
+
+
 def run_local(runs: list[RunConfig], results_dir: Path, device_name: str = "auto", force: bool = False,
               console: Console | None = None) -> dict[str, str]:
     """In-process, sequential. A run that raises is recorded as failed and the grid goes on."""
@@ -82,6 +91,8 @@ def run_local(runs: list[RunConfig], results_dir: Path, device_name: str = "auto
                 record = engine.run(cfg, run_dir, device=device, progress=progress)
                 write_record(run_dir, record)
                 outcome[cfg.run_id] = "done"
+                console.print(f"[green]done[/green] {cfg.run_id} in {record['train_time_s']:.0f}+"
+                              f"{record['eval_time_s']:.0f} s: {summary(record)}", soft_wrap=True)
             except Exception as e:  # noqa: BLE001 — any failure is recorded, the grid goes on
                 write_record(run_dir, {
                     "run_id": cfg.run_id, "status": "failed", "config": cfg.to_dict(),

@@ -52,12 +52,12 @@ def git_sha() -> str:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    import timm  # noqa: F401  (imported through mtbench.compat by the backbones already)
+    from mtbench.compat import import_timm
 
     return {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
-        "timm": sys.modules["timm"].__version__,
+        "timm": import_timm().__version__,
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "device": str(device),
