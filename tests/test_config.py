@@ -65,8 +65,10 @@ def test_sampler_order_depends_only_on_seed_and_iteration():
     resumed = list(IterationBatchSampler(10, 3, seed=4, start=5, total=9))
     assert resumed == full[5:]
     assert all(len(b) == 3 for b in full)
-    epoch0 = sum(full[:3], [])
+    epoch0 = [i for b in full[:3] for i, _ in b]
     assert len(set(epoch0)) == 9  # no repeats within an epoch
     assert full != list(IterationBatchSampler(10, 3, seed=5, start=0, total=9))
+    seeds = [s for b in full for _, s in b]
+    assert len(set(seeds)) == len(seeds)  # every sample of the run gets its own augmentation seed
     with pytest.raises(ValueError, match="fewer than the batch size"):
         IterationBatchSampler(2, 3, 0, 0, 1)

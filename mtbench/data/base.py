@@ -8,7 +8,13 @@ Targets (ignore value 255 for labels everywhere):
            camera), invalid pixels = 255 in all three channels
   edge:    float32 (H,W), 0/1, 255 = ignore
   sal:     int64 (H,W), 0/1, 255 = ignore
-meta: {"id": str, "size": (h, w)} where size is the native size before padding.
+meta: {"id": str, "size": (h, w), "offset": (top, left)}: the native size before padding and
+where the native image sits in the padded tensor (default (0, 0)); evaluation crops it back.
+
+``__getitem__`` takes an int (evaluation) or ``(index, sample_seed)`` (training): random
+augmentation must be drawn from ``sample_seed`` only, so that a resumed run is bit-identical.
+A builder ``build(split, tasks, cfg)`` is registered with ``register_dataset`` and carries
+``default_tasks`` and ``static_info(tasks, cfg) -> DatasetInfo`` (no file access: for profiling).
 """
 from __future__ import annotations
 

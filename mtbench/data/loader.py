@@ -20,8 +20,17 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-class IterationBatchSampler(Sampler[list[int]]):
-    """Batches for iterations [start, total): epoch e is a permutation seeded by (seed, e)."""
+def sample_seed(seed: int, iteration: int, position: int) -> int:
+    """The augmentation seed of one sample: a pure function of where it sits in training."""
+    return (seed * 1_000_003 + iteration * 1_009 + position) % (2**63 - 1)
+
+
+class IterationBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Batches for iterations [start, total): epoch e is a permutation seeded by (seed, e).
+
+    Items are ``(index, sample_seed)``: datasets draw their random augmentation from
+    ``sample_seed`` (never from worker RNG state), so a resumed run sees identical crops/flips.
+    """
 
     def __init__(self, n: int, batch_size: int, seed: int, start: int, total: int):
         if n < batch_size:
@@ -33,13 +42,14 @@ class IterationBatchSampler(Sampler[list[int]]):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(self.n, generator=g)
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch, perm = -1, None
         for it in range(self.start, self.total):
             e, pos = divmod(it, self.per_epoch)
             if e != epoch:
                 epoch, perm = e, self._perm(e)
-            yield perm[pos * self.batch_size:(pos + 1) * self.batch_size].tolist()
+            idx = perm[pos * self.batch_size:(pos + 1) * self.batch_size].tolist()
+            yield [(i, sample_seed(self.seed, it, k)) for k, i in enumerate(idx)]
 
     def __len__(self) -> int:
         return max(0, self.total - self.start)

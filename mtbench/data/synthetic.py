@@ -96,23 +96,15 @@ class SyntheticDataset(Dataset):
     def __init__(self, split: str, tasks: tuple[str, ...], arrays: dict[str, np.ndarray]):
         self.split, self.tasks, self.arrays = split, tuple(tasks), arrays
         n, height, width = arrays["semseg"].shape
-        pascal_like = "sal" in self.tasks or "human_parts" in self.tasks
-        self.info = DatasetInfo(
-            name="synthetic",
-            tasks=self.tasks,
-            num_classes={"semseg": len(scenes.CLASS_NAMES), "human_parts": len(scenes.PART_NAMES)},
-            class_names={"semseg": scenes.CLASS_NAMES, "human_parts": scenes.PART_NAMES},
-            edge_max_dist=0.0075 if pascal_like else 0.011,
-            image_size=(height, width),
-            loss_weight_profile="pascal" if pascal_like else "nyud",
-        )
+        self.info = dataset_info(self.tasks, height, width)
         self._mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.arrays["semseg"])
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        i = key[0] if isinstance(key, tuple) else key  # (index, augmentation seed): no augmentation here
         a = self.arrays
         image = torch.from_numpy(a["image"][i]).permute(2, 0, 1).float() / 255.0
         item: dict = {"image": (image - self._mean) / self._std}
@@ -130,6 +122,20 @@ class SyntheticDataset(Dataset):
         return item
 
 
+def dataset_info(tasks: tuple[str, ...], height: int, width: int) -> DatasetInfo:
+    """PASCAL-like task sets get PASCAL's boundary tolerance and loss-weight profile."""
+    pascal_like = "sal" in tasks or "human_parts" in tasks
+    return DatasetInfo(
+        name="synthetic",
+        tasks=tuple(tasks),
+        num_classes={"semseg": len(scenes.CLASS_NAMES), "human_parts": len(scenes.PART_NAMES)},
+        class_names={"semseg": scenes.CLASS_NAMES, "human_parts": scenes.PART_NAMES},
+        edge_max_dist=0.0075 if pascal_like else 0.011,
+        image_size=(height, width),
+        loss_weight_profile="pascal" if pascal_like else "nyud",
+    )
+
+
 def _check(split: str, tasks: tuple[str, ...]) -> None:
     if split not in SPLITS:
         raise ValueError(f"unknown split '{split}' for synthetic; valid splits: {', '.join(SPLITS)}")
@@ -143,10 +149,26 @@ def build(split: str, tasks: tuple[str, ...], cfg: dict | None = None) -> Synthe
     """cfg keys (all optional): n_train, n_val, height, width, seed, cache_dir."""
     tasks = tuple(tasks)
     _check(split, tasks)
-    c = {**DEFAULTS, **(cfg or {})}
+    c = _resolve(cfg)
     n = int(c["n_train"] if split == "train" else c["n_val"])
     arrays = load_or_render(split, n, int(c["height"]), int(c["width"]), int(c["seed"]), c["cache_dir"])
     return SyntheticDataset(split, tasks, arrays)
 
 
+def _resolve(cfg: dict | None) -> dict:
+    unknown = set(cfg or {}) - set(DEFAULTS) - {"data_dir"}
+    if unknown:
+        raise ValueError(f"unknown synthetic dataset option(s) {sorted(unknown)}; valid: {sorted(DEFAULTS)}")
+    if (cfg or {}).get("data_dir"):
+        raise ValueError("the synthetic dataset is rendered, not read: drop --data-dir (or pick --dataset nyud/pascal)")
+    return {**DEFAULTS, **(cfg or {})}
+
+
+def static_info(tasks: tuple[str, ...], cfg: dict | None = None) -> DatasetInfo:
+    """The DatasetInfo without rendering anything (for profiling and model construction)."""
+    c = _resolve(cfg)
+    return dataset_info(tuple(tasks), int(c["height"]), int(c["width"]))
+
+
+build.static_info = static_info
 build.default_tasks = TASK_SETS["nyud"]  # NYUD-like by default; --tasks pascal for the 5-task set
