@@ -16,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from mtbench import checkpoint
 from mtbench.config import RunConfig
 from mtbench.data.loader import eval_loader, train_loader
-from mtbench.evaluation import autocast, evaluate, evaluate_trivial, fit_priors
+from mtbench.evaluation import autocast, evaluate, evaluate_trivial, fit_priors, subset_ids
 from mtbench.optim import build_optimizer, build_scheduler
 from mtbench.profiling import count_flops, environment, param_counts, peak_memory_mb
 from mtbench.registry import BACKBONES, DATASETS, METHODS, TASKS
@@ -145,7 +145,7 @@ def run(
         eval_time = time.perf_counter() - t1
         priors = fit_priors(eval_loader(train_ds, recipe["batch_size"], recipe["num_workers"], False), tasks, info)
         trivial = evaluate_trivial(priors, eval_loader(val_ds, recipe["batch_size"], recipe["num_workers"], False),
-                                   tasks, info, recipe["eval"], torch.device("cpu"))
+                                   tasks, info, recipe["eval"], torch.device("cpu"), subset_ids(val_ds, tasks))
     save(total)
     return {
         "run_id": cfg.run_id,
@@ -165,7 +165,8 @@ def run(
         "backbone_info": describe(model.backbone),
         "flops": count_flops(model, tuple(info.image_size), device),
         "dataset_info": {"name": info.name, "image_size": list(info.image_size), "num_classes": info.num_classes,
-                         "edge_max_dist": info.edge_max_dist, "n_train": len(train_ds), "n_val": len(val_ds)},
+                         "edge_max_dist": info.edge_max_dist, "n_train": len(train_ds), "n_val": len(val_ds),
+                         "eval_subsets": {t: sorted(ids) for t, ids in subset_ids(val_ds, tasks).items()}},
         "train_time_s": train_time, "eval_time_s": eval_time,
         "peak_memory": peak_memory_mb(device),
         "precision": "bf16-autocast" if use_amp else "fp32",
@@ -185,6 +186,6 @@ def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress
 
     with torch.inference_mode():
         result = evaluate(predict, loader, tasks, info, recipe["eval"], device, pred_dir=pred_dir,
-                          on_batch=lambda: progress.advance(bar))
+                          on_batch=lambda: progress.advance(bar), eval_ids=subset_ids(val_ds, tasks))
     progress.remove_task(bar)
     return result

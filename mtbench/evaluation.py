@@ -21,8 +21,17 @@ def native_crop(x: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
     return x[..., top:top + h, left:left + w]
 
 
-def _update(evaluator: Evaluator, pred: torch.Tensor, target: torch.Tensor, metas: list[dict]) -> None:
-    """Score each image at its native size; whole batch at once when nothing was padded."""
+def _update(evaluator: Evaluator, pred: torch.Tensor, target: torch.Tensor, metas: list[dict],
+            ids: frozenset[str] | None = None) -> None:
+    """Score each image at its native size; whole batch at once when nothing was padded.
+
+    ``ids`` restricts scoring to a published subset (e.g. SEISM's boundary test lists)."""
+    if ids is not None:
+        keep = [i for i, m in enumerate(metas) if m["id"] in ids]
+        if len(keep) < len(metas):
+            for i in keep:
+                _update(evaluator, pred[i:i + 1], target[i:i + 1], [metas[i]])
+            return
     if all(tuple(m["size"]) == tuple(target.shape[-2:]) and tuple(m.get("offset", (0, 0))) == (0, 0) for m in metas):
         evaluator.update(pred, target)
         return
@@ -46,6 +55,7 @@ def evaluate(
     device: torch.device,
     pred_dir: Path | None = None,
     on_batch: Callable[[], None] | None = None,
+    eval_ids: dict[str, frozenset[str]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metrics per task, plus the task loss on the val split under the key ``loss``.
 
@@ -65,7 +75,7 @@ def evaluate(
                 pred = task.postprocess(logits[t])
             else:  # a trivial predictor gives predictions, not logits
                 pred = task.prior_prediction(batch[f"__prior_{t}"], target)
-            _update(evaluators[t], pred, target, batch["meta"])
+            _update(evaluators[t], pred, target, batch["meta"], (eval_ids or {}).get(t))
             if pred_dir is not None and task.saves_predictions:
                 _save_pngs(pred_dir / t, pred, batch["meta"])
         n_batches += 1
@@ -90,16 +100,27 @@ def fit_priors(batches: Iterable[dict[str, Any]], tasks: dict[str, Task], info: 
 
 
 def evaluate_trivial(priors: dict[str, torch.Tensor], batches: Iterable[dict[str, Any]], tasks: dict[str, Task],
-                     info: DatasetInfo, eval_cfg: dict[str, Any], device: torch.device) -> dict[str, dict[str, float]]:
+                     info: DatasetInfo, eval_cfg: dict[str, Any], device: torch.device,
+                     eval_ids: dict[str, frozenset[str]] | None = None) -> dict[str, dict[str, float]]:
     """Scores of the constant predictors (majority class, mean depth, mean normal, prior rates)."""
     def with_priors(batches):
         for batch in batches:
             yield {**batch, **{f"__prior_{t}": priors[t] for t in tasks}}
 
-    results = evaluate(lambda images: {}, with_priors(batches), tasks, info, eval_cfg, device)
+    results = evaluate(lambda images: {}, with_priors(batches), tasks, info, eval_cfg, device, eval_ids=eval_ids)
     for r in results.values():
         r.pop("loss", None)
     return results
+
+
+def subset_ids(dataset: Any, tasks: dict[str, Task]) -> dict[str, frozenset[str]]:
+    """Per-task id subsets a dataset declares as ``<task>_eval_ids`` (None = score every image)."""
+    out = {}
+    for t in tasks:
+        ids = getattr(dataset, f"{t}_eval_ids", None)
+        if ids is not None:
+            out[t] = frozenset(ids)
+    return out
 
 
 def autocast(device: torch.device, enabled: bool):
