@@ -26,6 +26,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "schedule": {"name": "poly", "power": 0.9, "warmup_iters": 0, "warmup_ratio": 0.1},
     "grad_clip": None,
     "amp": True,  # bf16 autocast, only when the run is on CUDA
+    "sync_bn": False,  # convert BatchNorm to SyncBatchNorm in data-parallel runs (CUDA only)
     "eval_every": 0,  # 0 = only at the end
     "checkpoint_every": 500,
     "num_workers": 2,

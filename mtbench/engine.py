@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from mtbench import checkpoint
 from mtbench.config import RunConfig
 from mtbench.data.loader import eval_loader, train_loader
+from mtbench.distributed import all_reduce_sum, barrier, context, device_names, per_device_batch, prepare_model
 from mtbench.evaluation import autocast, evaluate, evaluate_trivial, fit_priors, subset_ids
 from mtbench.optim import build_optimizer, build_scheduler
 from mtbench.profiling import count_flops, environment, param_counts, peak_memory_mb
@@ -26,9 +27,9 @@ class NonFiniteLoss(RuntimeError):
     """Training diverged; the run is recorded as failed rather than producing garbage metrics."""
 
 
-def make_progress() -> Progress:
+def make_progress(disable: bool = False) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn())
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(), disable=disable)
 
 
 def seed_everything(seed: int) -> None:
@@ -55,12 +56,12 @@ def build_data(cfg: RunConfig, cache_dir: Path):
     return train, val
 
 
-def build_model(cfg: RunConfig, info) -> tuple[torch.nn.Module, dict[str, Any]]:
+def build_model(cfg: RunConfig, info) -> tuple[torch.nn.Module, dict[str, Any], torch.nn.Module]:
     tasks = {t: TASKS.get(t) for t in cfg.tasks}
     backbone = BACKBONES.get(cfg.backbone)(img_size=tuple(info.image_size), checkpoint=cfg.backbone_weights)
     builder = METHODS.get(cfg.method)
     model = builder({t: task.out_channels(info) for t, task in tasks.items()}, backbone, cfg.method_cfg)
-    return model, tasks
+    return model, tasks, backbone
 
 
 def run(
@@ -80,12 +81,17 @@ def run(
     device = device or pick_device()
     run_dir = Path(run_dir)
     recipe = cfg.recipe
+    ctx = context()
+    local_batch = per_device_batch(recipe["batch_size"], ctx.world_size)
     started = datetime.now(timezone.utc).isoformat()
     seed_everything(cfg.seed)
     train_ds, val_ds = build_data(cfg, run_dir.parent.parent / "cache")
     info = train_ds.info
-    model, tasks = build_model(cfg, info)
+    model, tasks, backbone = build_model(cfg, info)
     model.to(device)
+    find_unused = bool(getattr(METHODS.get(cfg.method), "find_unused_parameters", False))
+    net = prepare_model(model, device, bool(recipe["sync_bn"]), find_unused)
+    model = net.module if net is not model else model  # SyncBN conversion may replace submodules
     optimizer = build_optimizer(model, recipe["optimizer"])
     total = recipe["iterations"]
     scheduler = build_scheduler(optimizer, recipe["schedule"], total)
@@ -99,20 +105,23 @@ def run(
         torch.cuda.reset_peak_memory_stats(device)
 
     def save(it: int) -> None:
-        checkpoint.save(ckpt_dir, model, optimizer, scheduler, it, {"history": history})
+        if ctx.is_main:  # one writer; every rank resumes from the same file
+            checkpoint.save(ckpt_dir, model, optimizer, scheduler, it, {"history": history})
+        barrier()
 
     own_progress = progress is None
-    progress = progress or make_progress()
-    ctx = progress if own_progress else nullcontext()
+    progress = progress or make_progress(disable=not ctx.is_main)
+    live = progress if own_progress else nullcontext()
     t0 = time.perf_counter()
-    with ctx:
+    with live:
         bar = progress.add_task(f"train {cfg.run_id}", total=total, completed=start, status="")
-        model.train()
-        loader = train_loader(train_ds, recipe["batch_size"], cfg.seed, start, total, recipe["num_workers"], pin)
+        net.train()
+        loader = train_loader(train_ds, recipe["batch_size"], cfg.seed, start, total, recipe["num_workers"], pin,
+                              ctx.rank, ctx.world_size)
         for it, batch in enumerate(loader, start=start):
             images = batch["image"].to(device, non_blocking=True)
             with autocast(device, use_amp):
-                out = model(images)
+                out = net(images)
             losses = {t: tasks[t].loss(out["final"][t], batch[t].to(device, non_blocking=True)) for t in tasks}
             loss = sum(weights[t] * losses[t] for t in tasks)
             for aux in out.get("aux", {}).values():
@@ -125,14 +134,14 @@ def run(
             scheduler.step()
             done = it + 1
             if done % 10 == 0 or done == total:  # one host sync every 10 steps, not every step
-                value = float(loss.detach())
+                value = float(all_reduce_sum(loss.detach().float().clone())) / ctx.world_size
                 if not math.isfinite(value):
                     raise NonFiniteLoss(f"loss is {value} at iteration {done}; lower the lr or enable grad_clip")
                 progress.update(bar, completed=done, status=f"loss {value:.4f}")
             if recipe["eval_every"] and done % recipe["eval_every"] == 0 and done < total:
                 metrics = _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress)
                 history.append({"iteration": done, "metrics": metrics})
-                model.train()
+                net.train()
             if done % recipe["checkpoint_every"] == 0 and done < total:
                 save(done)
             if on_iteration:
@@ -143,8 +152,9 @@ def run(
         metrics = _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress,
                             pred_dir=run_dir / "predictions")
         eval_time = time.perf_counter() - t1
-        priors = fit_priors(eval_loader(train_ds, recipe["batch_size"], recipe["num_workers"], False), tasks, info)
-        trivial = evaluate_trivial(priors, eval_loader(val_ds, recipe["batch_size"], recipe["num_workers"], False),
+        shard = {"rank": ctx.rank, "world_size": ctx.world_size}
+        priors = fit_priors(eval_loader(train_ds, local_batch, recipe["num_workers"], False, **shard), tasks, info)
+        trivial = evaluate_trivial(priors, eval_loader(val_ds, local_batch, recipe["num_workers"], False, **shard),
                                    tasks, info, recipe["eval"], torch.device("cpu"), subset_ids(val_ds, tasks))
     save(total)
     return {
@@ -162,8 +172,11 @@ def run(
         "history": history,
         "iterations": total, "resumed_from": start,
         "params": param_counts(model),
-        "backbone_info": describe(model.backbone),
-        "flops": count_flops(model, tuple(info.image_size), device),
+        "backbone_info": describe(backbone),
+        "flops": count_flops(model, tuple(info.image_size), device) if ctx.is_main else None,
+        "distributed": {"world_size": ctx.world_size, "global_batch": recipe["batch_size"],
+                        "per_device_batch": local_batch, "sync_bn": bool(recipe["sync_bn"]) and ctx.enabled,
+                        "find_unused_parameters": find_unused, "device_names": device_names(device)},
         "dataset_info": {"name": info.name, "image_size": list(info.image_size), "num_classes": info.num_classes,
                          "edge_max_dist": info.edge_max_dist, "n_train": len(train_ds), "n_val": len(val_ds),
                          "eval_subsets": {t: sorted(ids) for t, ids in subset_ids(val_ds, tasks).items()}},
@@ -177,7 +190,9 @@ def run(
 
 def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress, pred_dir=None):
     model.eval()
-    loader = eval_loader(val_ds, recipe["batch_size"], recipe["num_workers"], pin)
+    ctx = context()
+    loader = eval_loader(val_ds, per_device_batch(recipe["batch_size"], ctx.world_size), recipe["num_workers"], pin,
+                         ctx.rank, ctx.world_size)
     bar = progress.add_task("evaluate", total=len(loader), status="")
 
     def predict(images):

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from mtbench.data.base import DatasetInfo
+from mtbench.distributed import all_reduce_sum, broadcast_object, context
 from mtbench.metrics.base import Evaluator
 from mtbench.task import Task
 
@@ -81,12 +82,19 @@ def evaluate(
         n_batches += 1
         if on_batch:
             on_batch()
+    # Data parallel: pool the sums of every rank, compute once on rank 0, share the numbers.
+    for ev in evaluators.values():
+        ev.sync(device)
+    counts = all_reduce_sum(torch.tensor([float(n_batches)], dtype=torch.float64, device=device))
+    for t in tasks:
+        all_reduce_sum(loss_sum[t])
     results: dict[str, dict[str, float]] = {}
-    for t, ev in evaluators.items():
-        results[t] = ev.compute()
-        if n_batches:
-            results[t]["loss"] = float(loss_sum[t] / n_batches)
-    return results
+    if context().is_main:
+        for t, ev in evaluators.items():
+            results[t] = ev.compute()
+            if counts.item():  # the val loss is a proxy: the mean of per-batch losses
+                results[t]["loss"] = float(loss_sum[t] / counts.item())
+    return broadcast_object(results)
 
 
 def fit_priors(batches: Iterable[dict[str, Any]], tasks: dict[str, Task], info: DatasetInfo) -> dict[str, torch.Tensor]:
@@ -96,7 +104,7 @@ def fit_priors(batches: Iterable[dict[str, Any]], tasks: dict[str, Task], info: 
         for t, task in tasks.items():
             s = task.prior_stats(batch[t], info)
             stats[t] = s if t not in stats else stats[t] + s
-    return stats
+    return {t: all_reduce_sum(s) for t, s in stats.items()}  # each rank saw its shard
 
 
 def evaluate_trivial(priors: dict[str, torch.Tensor], batches: Iterable[dict[str, Any]], tasks: dict[str, Task],

@@ -46,6 +46,18 @@ def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
     return path
 
 
+def failed_record(cfg: Any, exc: BaseException, tb: str) -> dict[str, Any]:
+    """The record of a run that raised: enough to list it, show its error, and retry it."""
+    from datetime import datetime, timezone
+
+    return {
+        "run_id": cfg.run_id, "status": "failed", "config": cfg.to_dict(), "method": cfg.method,
+        "dataset": cfg.dataset, "tasks": list(cfg.tasks), "backbone": cfg.backbone, "seed": cfg.seed,
+        "setting_key": cfg.setting_key, "error": f"{type(exc).__name__}: {exc}", "traceback": tb,
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+    }
+
+
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()

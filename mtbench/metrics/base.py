@@ -36,6 +36,20 @@ class Evaluator:
             if t.device != device:
                 setattr(self, name, t.to(device))
 
+    def sync(self, device: torch.device | None = None) -> None:
+        """Sum the state over all processes (data parallel); a no-op in a single process.
+
+        Always a sum of pooled counts, never an average of per-rank ratios, so N ranks give
+        exactly the numbers one process gives on the same images."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        if device is not None:
+            self._to(device)  # a rank that saw no image still holds its CPU defaults
+        for name in self._state_names:
+            dist.all_reduce(getattr(self, name), op=dist.ReduceOp.SUM)
+
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         raise NotImplementedError
 

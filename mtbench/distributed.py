@@ -1,0 +1,160 @@
+"""Data-parallel runs: one process per device, the recipe's batch is the GLOBAL batch.
+
+Per-device batch = global batch / world size (an error if it does not divide); the schedule
+counts global iterations; every rank draws its slice of the same global batch, so N processes ×
+batch B/N see exactly the samples (and augmentation seeds) of 1 process × batch B. Only rank 0
+writes checkpoints and records; evaluators sum their state across ranks before ``compute``.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def context() -> DistContext:
+    if dist.is_available() and dist.is_initialized():
+        return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+    return DistContext()
+
+
+def per_device_batch(global_batch: int, world_size: int) -> int:
+    if global_batch % world_size:
+        raise ValueError(f"the recipe's batch_size {global_batch} is the global batch and must divide by the "
+                         f"{world_size} processes; pick a batch size that is a multiple of {world_size}")
+    return global_batch // world_size
+
+
+def prepare_model(model: torch.nn.Module, device: torch.device, sync_bn: bool, find_unused: bool) -> torch.nn.Module:
+    """SyncBN conversion (when the recipe asks) and the DDP wrapper; identity for one process."""
+    ctx = context()
+    if not ctx.enabled:
+        return model
+    if sync_bn:
+        if device.type != "cuda":
+            raise ValueError("sync_bn needs CUDA devices (torch's SyncBatchNorm is GPU-only); set sync_bn: false "
+                             "for a CPU run")
+        model = to_sync_bn(model)
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
+
+
+def to_sync_bn(model: torch.nn.Module) -> torch.nn.Module:
+    """Every BatchNorm becomes a SyncBatchNorm (statistics over the global batch, as the papers' recipes)."""
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    if context().enabled:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def barrier() -> None:
+    if context().enabled:
+        dist.barrier()
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's object on every rank."""
+    if not context().enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(obj: Any) -> list[Any] | None:
+    """Every rank's object, on rank 0 only (None elsewhere)."""
+    ctx = context()
+    if not ctx.enabled:
+        return [obj]
+    out = [None] * ctx.world_size if ctx.is_main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def device_names(device: torch.device) -> list[str]:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu@{socket.gethostname()}"
+    names = gather_objects(name)
+    return broadcast_object(names)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, cfg_dict: dict, run_dir: str, world: int, port: int, device_name: str) -> None:
+    from mtbench import engine
+    from mtbench.config import RunConfig
+    from mtbench.records import write_record
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    use_cuda = device_name != "cpu" and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(rank)
+        device = torch.device("cuda", rank)
+    else:
+        device = torch.device("cpu")
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))  # don't oversubscribe the cores
+    dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world)
+    try:
+        record = engine.run(RunConfig.from_dict(cfg_dict), Path(run_dir), device=device)
+        if rank == 0:
+            write_record(Path(run_dir), record)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_local_distributed(runs, results_dir: Path, devices: int, device_name: str, force: bool, console) -> dict[str, str]:
+    """Each run as ``devices`` spawned processes on this machine (gloo on CPU, NCCL on GPUs)."""
+    import json
+
+    import torch.multiprocessing as mp
+
+    from mtbench.records import atomic_write_text, failed_record, finished, runs_dir, write_record
+
+    if device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available()):
+        if torch.cuda.device_count() < devices:
+            raise ValueError(f"--devices {devices} asked for, but only {torch.cuda.device_count()} CUDA devices are "
+                             f"visible")
+    outcome: dict[str, str] = {}
+    for cfg in runs:
+        run_dir = runs_dir(results_dir) / cfg.run_id
+        if finished(run_dir) and not force:
+            outcome[cfg.run_id] = "skipped (done)"
+            continue
+        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        console.print(f"run {cfg.run_id} on {devices} processes", soft_wrap=True)
+        try:
+            mp.spawn(_worker, args=(cfg.to_dict(), str(run_dir), devices, free_port(), device_name), nprocs=devices)
+            outcome[cfg.run_id] = "done"
+        except Exception as e:  # noqa: BLE001 — recorded; the grid goes on
+            write_record(run_dir, failed_record(cfg, e, traceback.format_exc()))
+            outcome[cfg.run_id] = f"failed: {type(e).__name__}: {e}"
+            console.print(f"[red]run {cfg.run_id} failed:[/red] {e}", soft_wrap=True)
+    return outcome
