@@ -40,7 +40,7 @@ class Edge(Task):
     def evaluator(self, info, eval_cfg):
         return BoundaryEvaluator(
             max_dist=info.edge_max_dist,
-            thresholds=eval_cfg.get("edge_thresholds", 99),
+            thresholds=eval_cfg.get("edge_thresholds", "hed"),
             nms=eval_cfg.get("edge_nms", True),
             workers=eval_cfg.get("edge_workers"),
         )

@@ -11,6 +11,7 @@ import torch.nn as nn
 from mtbench import engine
 from mtbench.config import RunConfig, load_recipe
 from mtbench.distributed import free_port, per_device_batch, prepare_model, to_sync_bn
+from mtbench.metrics.boundary import BoundaryEvaluator
 from mtbench.metrics.depth import DepthEvaluator
 from mtbench.metrics.normals import NormalsEvaluator
 from mtbench.metrics.saliency import SaliencyEvaluator
@@ -22,7 +23,8 @@ N_IMAGES = 5  # odd on purpose: ranks get 3 and 2 images
 
 def _evaluators():
     return {"seg": SegmentationEvaluator(4), "depth": DepthEvaluator(), "normals": NormalsEvaluator(),
-            "sal": SaliencyEvaluator()}
+            "sal": SaliencyEvaluator(),
+            "edge": BoundaryEvaluator(max_dist=0.05, thresholds=5, nms=False, workers=1)}
 
 
 def _images():
@@ -39,6 +41,7 @@ def _images():
             "depth": (torch.rand(1, 6, 7, generator=g) * 3, depth_t),
             "normals": (torch.randn(1, 3, 6, 7, generator=g), nt),
             "sal": (torch.rand(1, 6, 7, generator=g), (torch.rand(1, 6, 7, generator=g) > 0.6).long()),
+            "edge": (torch.rand(1, 6, 7, generator=g), (torch.rand(1, 6, 7, generator=g) > 0.8).float()),
         })
     return out
 
