@@ -3,4 +3,6 @@
 The module's ``forward(images)`` returns ``{"final": {task: logits}, "aux": {name: {task: logits}}}``
 with logits at input resolution, and exposes ``.backbone`` (for the params split in records).
 A builder with ``single_task = True`` trains one task per run and provides Δm's references.
+A model whose forward runs modules without using their output (parameter-parity flags) sets
+``find_unused_parameters = True`` so that DDP tolerates it; nothing else should.
 """

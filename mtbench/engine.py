@@ -58,7 +58,8 @@ def build_data(cfg: RunConfig, cache_dir: Path):
 
 def build_model(cfg: RunConfig, info) -> tuple[torch.nn.Module, dict[str, Any], torch.nn.Module]:
     tasks = {t: TASKS.get(t) for t in cfg.tasks}
-    backbone = BACKBONES.get(cfg.backbone)(img_size=tuple(info.image_size), checkpoint=cfg.backbone_weights)
+    backbone = BACKBONES.get(cfg.backbone)(img_size=tuple(info.image_size), checkpoint=cfg.backbone_weights,
+                                           **cfg.recipe["backbone_cfg"])
     builder = METHODS.get(cfg.method)
     model = builder({t: task.out_channels(info) for t, task in tasks.items()}, backbone, cfg.method_cfg)
     return model, tasks, backbone
@@ -89,7 +90,8 @@ def run(
     info = train_ds.info
     model, tasks, backbone = build_model(cfg, info)
     model.to(device)
-    find_unused = bool(getattr(METHODS.get(cfg.method), "find_unused_parameters", False))
+    # A model that runs modules without using their output (parity flags) says so itself.
+    find_unused = bool(getattr(model, "find_unused_parameters", False))
     net = prepare_model(model, device, bool(recipe["sync_bn"]), find_unused)
     model = net.module if net is not model else model  # SyncBN conversion may replace submodules
     optimizer = build_optimizer(model, recipe["optimizer"])
