@@ -4,7 +4,8 @@ A dataset yields ``{"image": float (3,H,W) normalised, <task>: target, "meta": {
 Targets (ignore value 255 for labels everywhere):
   semseg, human_parts: int64 (H,W), class ids, 255 = ignore
   depth:   float32 (H,W), metres, 0 = invalid
-  normals: float32 (3,H,W), unit vectors in the camera frame (x right, y up, z towards the
+  normals: float32 (3,H,W), unit vectors in the dataset's camera frame with x pointing right
+           (a horizontal flip negates x; synthetic scenes use x right, y up, z towards the
            camera), invalid pixels = 255 in all three channels
   edge:    float32 (H,W), 0/1, 255 = ignore
   sal:     int64 (H,W), 0/1, 255 = ignore
@@ -42,7 +43,7 @@ class DatasetInfo:
     num_classes: dict[str, int] = field(default_factory=dict)  # semseg / human_parts
     class_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
     edge_max_dist: float = 0.011  # BSDS maxDist as a fraction of the image diagonal
-    image_size: tuple[int, int] = (0, 0)  # (H, W) of the native images
+    image_size: tuple[int, int] = (0, 0)  # (H, W) the model sees: the padded size (= native if no padding)
     loss_weight_profile: str = "nyud"  # which per-dataset loss weights apply
 
 
