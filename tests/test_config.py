@@ -72,3 +72,17 @@ def test_sampler_order_depends_only_on_seed_and_iteration():
     assert len(set(seeds)) == len(seeds)  # every sample of the run gets its own augmentation seed
     with pytest.raises(ValueError, match="fewer than the batch size"):
         IterationBatchSampler(2, 3, 0, 0, 1)
+
+
+def test_every_shipped_recipe_loads_and_names_registered_things():
+    from mtbench.config import recipe_names
+
+    names = recipe_names()
+    assert {"smoke", "nyud", "pascal", "mqt_nyud", "invpt_nyud", "mtinet_nyud"} <= set(names)
+    for name in names:
+        r = load_recipe(name)
+        BACKBONES.get(r["backbone"])
+        for d in r["datasets"]:
+            DATASETS.get(d)
+        for m in r["methods"]:
+            METHODS.get(m)
