@@ -10,7 +10,16 @@ from rich.console import Console
 
 SUBCOMMANDS = {
     "leaderboard": "rebuild the leaderboard from the run records in a results directory",
+    "status": "one table of a grid: done / running / pending / failed per run, then the leaderboard",
     "eval-boundary": "score a folder of PNG edge maps by the BSDS protocol (odsF / oisF / AP), no MATLAB",
+    "data": "'data check': verify a dataset folder (counts, shapes, ranges, unreadable files)",
+    "profile": "params, GFLOPs, memory and images/s of methods at a dataset's input size",
+}
+# subcommand -> module with add_arguments(parser) and run(args) -> int (imported on use)
+SUBCOMMAND_MODULES = {
+    "status": "mtbench.status_cli",
+    "eval-boundary": "mtbench.boundary_cli",
+    "profile": "mtbench.profile_cli",
 }
 
 EPILOG = "subcommands (each has its own --help):\n" + "\n".join(
@@ -65,9 +74,31 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="dataset root for real datasets (nyud, pascal)")
     p.add_argument("--results", default="results", help="results directory (default: results)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--executor", default="local", choices=["local"],
-                   help="where runs execute: local = in-process, sequential (default)")
+    p.add_argument("--devices", type=int, default=1,
+                   help="processes (GPUs) per run for data-parallel training; the recipe's batch size is the global "
+                        "batch (default: 1)")
+    p.add_argument("--executor", default="local", choices=["local", "slurm"],
+                   help="where runs execute: local = in-process, sequential (default); slurm = one submitit job "
+                        "array per grid")
+    s = p.add_argument_group("SLURM (with --executor slurm; defaults from --cluster YAML)")
+    s.add_argument("--cluster", default=None, metavar="YAML", help="cluster config in slurm/ (name or path)")
+    s.add_argument("--partition", default=None, help="SLURM partition (sbatch -p)")
+    s.add_argument("--account", default=None, help="SLURM account to charge (sbatch -A)")
+    s.add_argument("--qos", default=None, help="SLURM quality of service (sbatch --qos)")
+    s.add_argument("--nodes", type=int, default=None, help="nodes per run")
+    s.add_argument("--gpus-per-node", type=int, default=None, help="GPUs per node (one task per GPU)")
+    s.add_argument("--cpus-per-task", type=int, default=None, help="CPU cores per task (data loader workers)")
+    s.add_argument("--mem-gb", type=int, default=None, help="memory per node in GB")
+    s.add_argument("--time-min", type=int, default=None, help="time limit per job in minutes")
+    s.add_argument("--constraint", default=None, help="node feature constraint (sbatch -C), e.g. a100")
+    s.add_argument("--sbatch", dest="sbatch_extra", action="append", default=[], metavar="FLAG",
+                   help="extra sbatch flag, e.g. --sbatch=--exclusive (repeatable)")
+    s.add_argument("--array-parallelism", type=int, default=None, help="max jobs of the array running at once")
+    s.add_argument("--no-wait", action="store_true", help="submit and return; follow with `bench.py status`")
     p.add_argument("--force", action="store_true", help="re-run runs that already have a finished record")
+    p.add_argument("--max-retries", type=int, default=None,
+                   help="times a failed run is retried by re-running the same command (default: 2, or "
+                        "$MTBENCH_MAX_RETRIES, or the cluster YAML)")
     p.add_argument("--list", action="store_true", help="list registered methods, tasks, datasets, backbones, recipes")
     return p
 
@@ -79,11 +110,21 @@ def leaderboard_parser() -> argparse.ArgumentParser:
     return p
 
 
-def eval_boundary_parser() -> argparse.ArgumentParser:
-    from mtbench import boundary_cli
+def module_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
+    import importlib
 
-    p = argparse.ArgumentParser(prog="bench.py eval-boundary", description=SUBCOMMANDS["eval-boundary"])
-    boundary_cli.add_arguments(p)
+    module = importlib.import_module(SUBCOMMAND_MODULES[name])
+    p = argparse.ArgumentParser(prog=f"bench.py {name}", description=SUBCOMMANDS[name])
+    module.add_arguments(p)
+    return p, module
+
+
+def data_parser() -> argparse.ArgumentParser:
+    from mtbench.data import check
+
+    p = argparse.ArgumentParser(prog="bench.py data", description=SUBCOMMANDS["data"])
+    sub = p.add_subparsers(dest="action", required=True)
+    check.add_arguments(sub.add_parser("check", help="verify a dataset folder"))
     return p
 
 
@@ -94,12 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] == "leaderboard":
             return cmd_leaderboard(leaderboard_parser().parse_args(argv[1:]), console)
-        if argv and argv[0] == "eval-boundary":
-            from mtbench import boundary_cli
+        if argv and argv[0] == "data":
+            from mtbench.data import check
 
-            return boundary_cli.run(eval_boundary_parser().parse_args(argv[1:]))
+            return check.run(data_parser().parse_args(argv[1:]))
+        if argv and argv[0] in SUBCOMMAND_MODULES:
+            parser, module = module_parser(argv[0])
+            return module.run(parser.parse_args(argv[1:]))
         return cmd_run(run_parser().parse_args(argv), console)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, KeyError, OSError, RuntimeError) as e:
         console.print(f"[bold red]error:[/bold red] {e}", soft_wrap=True)
         return 2
 
@@ -137,15 +181,33 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                     tasks=tasks, backbone=args.backbone or recipe["backbone"], seeds=args.seeds, recipe=recipe,
                     data_dir=args.data_dir, backbone_weights=args.backbone_weights)
     runs = expand_grid(spec)
-    console.print(f"[bold]grid:[/bold] {len(runs)} runs ({', '.join(sorted({r.method for r in runs}))}) on "
+    # Pre-flight: a missing or malformed dataset fails once, here, with the expected layout, not once per run.
+    from mtbench.engine import build_data
+
+    build_data(runs[0], Path(args.results) / "cache")
+    console.print(f"grid: {len(runs)} runs ({', '.join(sorted({r.method for r in runs}))}) on "
                   f"{spec.dataset} [{', '.join(tasks)}] with {spec.backbone}, recipe '{recipe['name']}', "
-                  f"seeds {spec.seeds} → {args.results}")
-    outcome = run_local(runs, Path(args.results), args.device, args.force, console)
+                  f"seeds {spec.seeds} → {args.results}", soft_wrap=True, markup=False)
+    if args.executor == "slurm":
+        from mtbench import launch
+
+        outcome = launch.run_slurm(runs, Path(args.results), args, console)
+        if args.no_wait:
+            return 0
+    elif args.devices > 1:
+        from mtbench import distributed
+
+        outcome = distributed.run_local_distributed(runs, Path(args.results), args.devices, args.device, args.force,
+                                               console)
+    else:
+        from mtbench.launch import max_retries_from
+
+        outcome = run_local(runs, Path(args.results), args.device, args.force, console, max_retries_from(args))
     tables, path = write_leaderboard(Path(args.results))
     keys = {r.setting_key for r in runs}
     for t in tables:
         if t.slug.rsplit("_", 1)[-1] in keys:
-            console.print(to_markdown(t), markup=False, highlight=False)
+            console.print(to_markdown(t), markup=False, highlight=False, soft_wrap=True)
     console.print(f"leaderboard written to {path}")
     failed = [k for k, v in outcome.items() if v.startswith("failed")]
     if failed:
@@ -159,7 +221,7 @@ def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
 
     tables, path = write_leaderboard(Path(args.results_dir), Path(args.out) if args.out else None)
     for t in tables:
-        console.print(to_markdown(t), markup=False, highlight=False)
+        console.print(to_markdown(t), markup=False, highlight=False, soft_wrap=True)
     if not tables:
         console.print("no finished runs found")
     console.print(f"leaderboard written to {path}")

@@ -29,7 +29,7 @@ class NonFiniteLoss(RuntimeError):
 
 def make_progress(disable: bool = False) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(), disable=disable)
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(), disable=disable, transient=True)
 
 
 def seed_everything(seed: int) -> None:
@@ -149,6 +149,7 @@ def run(
             if on_iteration:
                 on_iteration(done, lambda d=done: save(d))
         progress.update(bar, completed=total)
+        progress.remove_task(bar)  # the launcher prints one summary line per finished run
         train_time = time.perf_counter() - t0
         t1 = time.perf_counter()
         metrics = _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress,

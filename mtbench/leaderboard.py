@@ -136,8 +136,9 @@ def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dic
 
     trivial_sources = members + refs
     triv: dict[str, Any] = {"method": "trivial (constant)", "seeds": MISSING, "params_M": 0.0, "gflops": 0.0}
-    for c in columns:
-        triv[c.task] = _stats([_value(r, c, "trivial") for r in trivial_sources if c.task in r.get("trivial", {})])[:2]
+    for c in columns:  # the same constant in every record: its mean, no spread to report
+        triv[c.task] = (_stats([_value(r, c, "trivial") for r in trivial_sources
+                                if c.task in r.get("trivial", {})])[0], float("nan"))
     triv["delta_m"] = (delta_m({c.task: triv[c.task][0] for c in columns}, ref_mean, hib), float("nan")) \
         if len(ref_mean) == len(tasks) else (float("nan"), float("nan"))
     table.rows.append(triv)
