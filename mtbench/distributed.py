@@ -154,7 +154,7 @@ def run_local_distributed(runs, results_dir: Path, devices: int, device_name: st
             mp.spawn(_worker, args=(cfg.to_dict(), str(run_dir), devices, free_port(), device_name), nprocs=devices)
             outcome[cfg.run_id] = "done"
         except Exception as e:  # noqa: BLE001 — recorded; the grid goes on
-            write_record(run_dir, failed_record(cfg, e, traceback.format_exc()))
+            write_record(run_dir, failed_record(cfg, f"{type(e).__name__}: {e}", traceback.format_exc()))
             outcome[cfg.run_id] = f"failed: {type(e).__name__}: {e}"
             console.print(f"[red]run {cfg.run_id} failed:[/red] {e}", soft_wrap=True)
     return outcome

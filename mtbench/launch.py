@@ -28,7 +28,7 @@ from rich.console import Console
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from mtbench.config import RunConfig
-from mtbench.records import RECORD_NAME, atomic_write_text, finished, runs_dir, write_record
+from mtbench.records import RECORD_NAME, atomic_write_text, failed_record, finished, runs_dir, write_record
 from mtbench.registry import METHODS
 
 DEFAULT_MAX_RETRIES = 2
@@ -158,13 +158,6 @@ def decide(run_dir: Path, states: dict[str, str], force: bool, max_retries: int)
     return Decision("run", attempt=made + 1)
 
 
-def failed_record(cfg: RunConfig, error: str, attempt: int, tb: str = "", **extra: Any) -> dict[str, Any]:
-    return {"run_id": cfg.run_id, "status": "failed", "config": cfg.to_dict(), "method": cfg.method,
-            "dataset": cfg.dataset, "tasks": list(cfg.tasks), "backbone": cfg.backbone, "seed": cfg.seed,
-            "setting_key": cfg.setting_key, "error": error, "traceback": tb, "attempt": attempt,
-            "finished_at": now(), **extra}
-
-
 def reconcile(run_dir: Path, states: dict[str, str]) -> str | None:
     """A SLURM job that ended without writing a record (time limit, OOM kill, node failure, scancel) is a
     failed attempt: write its failed record. Returns the error, or None when there was nothing to do."""
@@ -178,7 +171,7 @@ def reconcile(run_dir: Path, states: dict[str, str]) -> str | None:
             int(record.get("attempt", 0)) >= int(job["attempt"]):
         return None
     error = f"SLURM job {job['job_id']} ended {state} without writing a record (see {job.get('stderr', 'its log')})"
-    write_record(run_dir, failed_record(RunConfig.from_dict(cfg_dict), error, int(job["attempt"]),
+    write_record(run_dir, failed_record(RunConfig.from_dict(cfg_dict), error, attempt=int(job["attempt"]),
                                         slurm={"job_id": job["job_id"], "state": state}))
     return error
 
@@ -219,8 +212,8 @@ def run_local(runs: list[RunConfig], results_dir: Path, device_name: str = "auto
                 console.print(f"[green]done[/green] {cfg.run_id} in {record['train_time_s']:.0f}+"
                               f"{record['eval_time_s']:.0f} s: {summary(record)}", soft_wrap=True)
             except Exception as e:  # noqa: BLE001 — any failure is recorded, the grid goes on
-                write_record(run_dir, failed_record(cfg, f"{type(e).__name__}: {e}", decision.attempt,
-                                                    traceback.format_exc()))
+                write_record(run_dir, failed_record(cfg, f"{type(e).__name__}: {e}", traceback.format_exc(),
+                                                    attempt=decision.attempt))
                 outcome[cfg.run_id] = f"failed: {type(e).__name__}: {e}"
                 console.print(f"[red]run {cfg.run_id} failed[/red] (attempt {decision.attempt} of "
                               f"{1 + max_retries}): {type(e).__name__}: {e}", soft_wrap=True)
@@ -346,8 +339,8 @@ class RunJob(Checkpointable):
             record = engine.run(cfg, run_dir, device=engine.pick_device(self.device), progress=Progress(disable=True),
                                 on_iteration=self._on_iteration)
         except Exception as e:
-            write_record(run_dir, failed_record(cfg, f"{type(e).__name__}: {e}", self.attempt, traceback.format_exc(),
-                                                slurm=slurm))
+            write_record(run_dir, failed_record(cfg, f"{type(e).__name__}: {e}", traceback.format_exc(),
+                                                attempt=self.attempt, slurm=slurm))
             _log(f"{cfg.run_id}: failed: {type(e).__name__}: {e}")
             raise
         write_record(run_dir, {**record, "attempt": self.attempt, "slurm": slurm})

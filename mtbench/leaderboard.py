@@ -78,8 +78,8 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
     failed = [r for r in records if r.get("status") == "failed"]
     refs = [r for r in done if r.get("single_task_reference")]
     groups: dict[tuple[str, tuple[str, ...]], list[dict]] = defaultdict(list)
-    for r in done:
-        if not r.get("single_task_reference"):
+    for r in done + failed:  # a method whose every run failed still gets its row (of —)
+        if r.get("tasks") and r.get("setting_key") and not r.get("single_task_reference"):
             groups[(r["setting_key"], tuple(r["tasks"]))].append(r)
     # A setting with only references still gets a table (the single-task numbers themselves).
     ref_settings = {r["setting_key"] for r in refs} - {k for k, _ in groups}
@@ -93,8 +93,13 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
     return tables
 
 
+def _seeds(done: int, planned: int) -> str:
+    return str(done) if done == planned else f"{done}/{planned}"
+
+
 def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dict], failed: list[dict]) -> Table:
     any_rec = (members or refs)[0]
+    members_all, members = members, [r for r in members if r.get("status") == "done"]
     ref_by_task = {t: [r for r in refs if tuple(r["tasks"]) == (t,)] for t in tasks}
     columns = []
     for t in tasks:
@@ -108,30 +113,37 @@ def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dic
     hib = {c.task: c.higher_is_better for c in columns}
 
     ref_mean: dict[str, float] = {}
-    ref_row: dict[str, Any] = {"method": "single-task refs", "seeds": 0, "delta_m": (0.0, float("nan"))}
+    ref_row: dict[str, Any] = {"method": "single-task refs", "delta_m": (0.0, float("nan"))}
+    ref_counts = []
     for c in columns:
         mean, std, n = _stats([_value(r, c) for r in ref_by_task[c.task]])
         ref_row[c.task] = (mean, std)
-        ref_row["seeds"] = max(ref_row["seeds"], n)
+        ref_counts.append(n)
         if n:
             ref_mean[c.task] = mean
         else:
             table.notes.append(f"no single-task reference for '{c.task}' in this setting: Δm is not defined")
+    # Seeds of the reference row: the fewest any task has; a task short of seeds is named.
+    ref_row["seeds"] = str(min(ref_counts)) if len(set(ref_counts)) == 1 else f"{min(ref_counts)}-{max(ref_counts)}"
+    for c, n in zip(columns, ref_counts):
+        if 0 < n < max(ref_counts):
+            table.notes.append(f"the '{c.task}' reference has {n} seed(s), others up to {max(ref_counts)}")
     ref_row["params_M"] = sum(_stats([r["params"]["total"] for r in ref_by_task[t]])[0] for t in tasks) / 1e6
-    ref_row["gflops"] = sum(_stats([r["flops"]["gflops"] for r in ref_by_task[t]])[0] for t in tasks)
+    ref_row["gflops"] = sum(_stats([(r.get("flops") or {}).get("gflops") for r in ref_by_task[t]])[0] for t in tasks)
     if len(ref_mean) < len(tasks):
         ref_row["delta_m"] = (float("nan"), float("nan"))
     table.rows.append(ref_row)
 
-    for method in sorted({r["method"] for r in members}):
+    for method in sorted({r["method"] for r in members_all}):
         runs = [r for r in members if r["method"] == method]
-        row: dict[str, Any] = {"method": method, "seeds": len(runs)}
+        planned = len({r["seed"] for r in members_all if r["method"] == method})
+        row: dict[str, Any] = {"method": method, "seeds": _seeds(len(runs), planned)}
         for c in columns:
             row[c.task] = _stats([_value(r, c) for r in runs])[:2]
         deltas = [delta_m({c.task: _value(r, c) for c in columns}, ref_mean, hib) for r in runs]
         row["delta_m"] = _stats(deltas)[:2] if len(ref_mean) == len(tasks) else (float("nan"), float("nan"))
         row["params_M"] = _stats([r["params"]["total"] for r in runs])[0] / 1e6
-        row["gflops"] = _stats([r["flops"]["gflops"] for r in runs])[0]
+        row["gflops"] = _stats([(r.get("flops") or {}).get("gflops") for r in runs])[0]
         table.rows.append(row)
 
     trivial_sources = members + refs

@@ -46,15 +46,19 @@ def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def failed_record(cfg: Any, exc: BaseException, tb: str) -> dict[str, Any]:
-    """The record of a run that raised: enough to list it, show its error, and retry it."""
+def failed_record(cfg: Any, error: str, tb: str = "", attempt: int = 1, **extra: Any) -> dict[str, Any]:
+    """The record of a run that raised or died: enough to list it, show its error, and retry it."""
     from datetime import datetime, timezone
+
+    from mtbench.registry import METHODS
 
     return {
         "run_id": cfg.run_id, "status": "failed", "config": cfg.to_dict(), "method": cfg.method,
         "dataset": cfg.dataset, "tasks": list(cfg.tasks), "backbone": cfg.backbone, "seed": cfg.seed,
-        "setting_key": cfg.setting_key, "error": f"{type(exc).__name__}: {exc}", "traceback": tb,
-        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "setting_key": cfg.setting_key, "recipe_name": cfg.recipe.get("name"),
+        "single_task_reference": bool(getattr(METHODS.get(cfg.method), "single_task", False)),
+        "error": error, "traceback": tb, "attempt": attempt,
+        "finished_at": datetime.now(timezone.utc).isoformat(), **extra,
     }
 
 

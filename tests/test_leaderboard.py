@@ -54,6 +54,7 @@ def test_table_mean_std_and_delta_m_per_seed(tmp_path):
     assert rows["baseline"]["delta_m"][1] == pytest.approx(math.sqrt(12.5))
     # trivial: (5-39)/39 and -(1-0.5)/0.5 -> mean of -87.18 % and -100 %
     assert rows["trivial (constant)"]["delta_m"][0] == pytest.approx(((5 - 39) / 39 - 1.0) / 2 * 100)
+    assert rows["baseline"]["seeds"] == "2/3"  # the failed seed is planned, not done
     md = to_markdown(table)
     assert "semseg mIoU ↑" in md and "depth rmse ↓" in md and "failed run" in md
 
@@ -78,3 +79,15 @@ def test_records_are_written_atomically(tmp_path):
     path = write_record(tmp_path / "r", {"run_id": "x", "status": "done"})
     assert json.loads(path.read_text())["run_id"] == "x"
     assert [p.name for p in path.parent.iterdir()] == ["record.json"]  # no temp file left behind
+
+
+def test_method_whose_runs_all_failed_keeps_its_row():
+    recs = [_record("single", ["semseg"], 0, {"semseg": ("mIoU", 38.0)}, ref=True),
+            _record("single", ["depth"], 0, {"depth": ("rmse", 0.5)}, ref=True),
+            _record("baseline", ["semseg", "depth"], 0, {"semseg": ("mIoU", 39.0), "depth": ("rmse", 0.45)}),
+            {**_record("mqt", ["semseg", "depth"], 0, {}, status="failed"), "error": "OutOfMemoryError: CUDA"}]
+    (table,) = build_tables(recs)
+    rows = {r["method"]: r for r in table.rows}
+    assert rows["mqt"]["seeds"] == "0/1" and math.isnan(rows["mqt"]["semseg"][0])
+    line = next(ln for ln in to_markdown(table).splitlines() if ln.startswith("| **mqt**"))
+    assert line.count("—") >= 3  # semseg, depth and Δm cells are marked missing
