@@ -189,9 +189,9 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
                   f"{spec.dataset} [{', '.join(tasks)}] with {spec.backbone}, recipe '{recipe['name']}', "
                   f"seeds {spec.seeds} → {args.results}", soft_wrap=True, markup=False)
     if args.executor == "slurm":
-        from mtbench import launch
+        from mtbench import slurm_launch
 
-        outcome = launch.run_slurm(runs, Path(args.results), args, console)
+        outcome = slurm_launch.run_slurm(runs, Path(args.results), args, console)
         if args.no_wait:
             return 0
     elif args.devices > 1:

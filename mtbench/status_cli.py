@@ -14,8 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from mtbench.launch import (ACTIVE_STATES, CONFIG_FILE, LOCAL_FILE, RUNNING_STATES, query_slurm, read_json, slurm_jobs,
-                            summary)
+from mtbench.launch import ACTIVE_STATES, CONFIG_FILE, LOCAL_FILE, RUNNING_STATES, read_json, slurm_jobs, summary
+from mtbench.slurm_launch import query_slurm
 from mtbench.records import RECORD_NAME, runs_dir
 
 STYLE = {"done": "green", "running": "cyan", "pending": "yellow", "failed": "red", "incomplete": "magenta"}

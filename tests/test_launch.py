@@ -4,7 +4,6 @@ import argparse
 import json
 import os
 import pickle
-import shutil
 import signal
 import socket
 
@@ -12,10 +11,11 @@ import cloudpickle
 import pytest
 import torch
 
-from mtbench import engine, launch, status_cli
+from mtbench import engine, launch, slurm_launch, status_cli
 from mtbench.cli import main
 from mtbench.config import RunConfig
-from mtbench.launch import Decision, RunJob, decide, reconcile
+from mtbench.launch import Decision, decide, reconcile
+from mtbench.slurm_launch import RunJob
 from mtbench.records import read_record, write_record
 
 
@@ -117,24 +117,24 @@ def test_cli_gives_up_on_a_diverging_run(tmp_path, tiny_overrides, monkeypatch, 
 # --- run_slurm without a cluster ---------------------------------------------------------------------------
 
 def test_run_slurm_skips_finished_runs_without_needing_slurm(tmp_path, tiny_recipe, monkeypatch):
-    monkeypatch.setattr(launch.shutil, "which", lambda name: None)  # as on a machine without SLURM
+    monkeypatch.setattr(slurm_launch.shutil, "which", lambda name: None)  # as on a machine without SLURM
     runs = [cfg_for(tiny_recipe, seed=s) for s in (0, 1)]
     for cfg in runs:
         make_run(tmp_path, cfg, {"status": "done"})
-    out = launch.run_slurm(runs, tmp_path, slurm_args(tmp_path, no_wait=False))
+    out = slurm_launch.run_slurm(runs, tmp_path, slurm_args(tmp_path, no_wait=False))
     assert out == {c.run_id: "skipped (done)" for c in runs}
     assert not (tmp_path / "slurm").exists()
     missing = cfg_for(tiny_recipe, seed=2)
     with pytest.raises(RuntimeError, match="no sbatch"):
-        launch.run_slurm(runs + [missing], tmp_path, slurm_args(tmp_path))
+        slurm_launch.run_slurm(runs + [missing], tmp_path, slurm_args(tmp_path))
 
 
 def test_run_slurm_does_not_resubmit_a_queued_run(tmp_path, tiny_recipe, monkeypatch):
-    monkeypatch.setattr(launch.shutil, "which", lambda name: None)  # submitting would raise
+    monkeypatch.setattr(slurm_launch.shutil, "which", lambda name: None)  # submitting would raise
     cfg = cfg_for(tiny_recipe)
     make_run(tmp_path, cfg, None, [{"job_id": "7_0", "attempt": 1}])
-    monkeypatch.setattr(launch, "query_slurm", lambda ids: {i: "PENDING" for i in ids})
-    out = launch.run_slurm([cfg], tmp_path, slurm_args(tmp_path, force=True))
+    monkeypatch.setattr(slurm_launch, "query_slurm", lambda ids: {i: "PENDING" for i in ids})
+    out = slurm_launch.run_slurm([cfg], tmp_path, slurm_args(tmp_path, force=True))
     assert out == {cfg.run_id: "skipped (SLURM job 7_0 pending)"}
 
 
@@ -146,11 +146,11 @@ def test_query_slurm_reads_squeue_then_sacct(tmp_path, monkeypatch):
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    assert launch.query_slurm(["12_0", "12_1", "12_4", "9", "8"]) == {
+    assert slurm_launch.query_slurm(["12_0", "12_1", "12_4", "9", "8"]) == {
         "12_0": "COMPLETED", "12_1": "RUNNING", "12_4": "PENDING", "9": "CANCELLED", "8": "UNKNOWN"}
-    assert launch.query_slurm([]) == {}
+    assert slurm_launch.query_slurm([]) == {}
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
-    assert launch.query_slurm(["1"]) is None  # no SLURM here
+    assert slurm_launch.query_slurm(["1"]) is None  # no SLURM here
 
 
 # --- cluster configs -> submitit -> sbatch -----------------------------------------------------------------
@@ -158,9 +158,9 @@ def test_query_slurm_reads_squeue_then_sacct(tmp_path, monkeypatch):
 def test_cluster_yaml_and_flags_become_sbatch_lines(tmp_path):
     import submitit
 
-    cluster = launch.load_cluster("example_cluster")
+    cluster = slurm_launch.load_cluster("example_cluster")
     args = slurm_args(tmp_path, partition="big", time_min=60, sbatch_extra=["--exclusive", "--mail-type=END"])
-    params = launch.executor_parameters(args, cluster)
+    params = slurm_launch.executor_parameters(args, cluster)
     assert params["slurm_partition"] == "big" and params["timeout_min"] == 60  # the flag wins over the YAML
     assert params["slurm_account"] == cluster["account"] and params["gpus_per_node"] == cluster["gpus_per_node"]
     ex = submitit.AutoExecutor(folder=tmp_path / "%j", cluster="slurm")
@@ -169,7 +169,7 @@ def test_cluster_yaml_and_flags_become_sbatch_lines(tmp_path):
     for line in ["--partition=big", "--time=60", f"--account={cluster['account']}", "--exclusive", "--mail-type=END",
                  f"--constraint={cluster['constraint']}", "--signal=USR2@"]:
         assert line in text, line
-    assert launch.load_cluster(None) == {} and launch.load_cluster("local")["partition"] == "debug"
+    assert slurm_launch.load_cluster(None) == {} and slurm_launch.load_cluster("local")["partition"] == "debug"
 
 
 @pytest.mark.parametrize("content, flags, needle", [
@@ -180,10 +180,10 @@ def test_bad_cluster_config_names_the_problem(tmp_path, content, flags, needle):
     path = tmp_path / "c.yaml"
     path.write_text(content)
     with pytest.raises(ValueError) as e:
-        launch.executor_parameters(slurm_args(tmp_path, sbatch_extra=flags), launch.load_cluster(str(path)))
+        slurm_launch.executor_parameters(slurm_args(tmp_path, sbatch_extra=flags), slurm_launch.load_cluster(str(path)))
     assert needle in str(e.value)
     with pytest.raises(FileNotFoundError, match="known: .*local"):
-        launch.load_cluster("nope")
+        slurm_launch.load_cluster("nope")
 
 
 # --- preemption: RunJob defers submitit's signal to the end of the step, saves, requeues -----------------
