@@ -75,8 +75,8 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results", help="results directory (default: results)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--devices", type=int, default=1,
-                   help="processes (GPUs) per run for data-parallel training; the recipe's batch size is the global "
-                        "batch (default: 1)")
+                   help="processes (GPUs) per node for each run, data parallel; with --executor slurm one task per "
+                        "GPU, times --nodes. The recipe's batch size is the global batch (default: 1)")
     p.add_argument("--executor", default="local", choices=["local", "slurm"],
                    help="where runs execute: local = in-process, sequential (default); slurm = one submitit job "
                         "array per grid")

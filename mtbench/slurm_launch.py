@@ -106,6 +106,8 @@ class RunJob(Checkpointable):
     evaluation) the signal is handed over at once; the end of training is always checkpointed.
     """
 
+    _world, _rank = 1, 0  # set per process in _init_distributed
+
     def __init__(self, cfg: dict[str, Any], results_dir: str, device: str = "auto", attempt: int = 1,
                  grace_s: float = 60.0):
         self.cfg, self.results_dir, self.device, self.attempt, self.grace_s = cfg, results_dir, device, attempt, grace_s
@@ -138,19 +140,51 @@ class RunJob(Checkpointable):
             torch.set_num_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
         self._total, self._phase, self._pending, self._it = int(cfg.recipe["iterations"]), "setup", None, 0
         self._install_signal_handlers()
-        _log(f"{cfg.run_id}: attempt {self.attempt}, SLURM job {job_id} on {slurm['host']}, "
-             f"{self.preemptions} preemption(s) so far")
+        device, self._rank = self._init_distributed()
+        _log(f"{cfg.run_id}: attempt {self.attempt}, SLURM job {job_id} on {slurm['host']}, rank {self._rank} of "
+             f"{self._world}, {self.preemptions} preemption(s) so far")
         try:
-            record = engine.run(cfg, run_dir, device=engine.pick_device(self.device), progress=Progress(disable=True),
+            record = engine.run(cfg, run_dir, device=device, progress=Progress(disable=True),
                                 on_iteration=self._on_iteration)
         except Exception as e:
             write_record(run_dir, failed_record(cfg, f"{type(e).__name__}: {e}", traceback.format_exc(),
                                                 attempt=self.attempt, slurm=slurm))
-            _log(f"{cfg.run_id}: failed: {type(e).__name__}: {e}")
+            _log(f"{cfg.run_id}: failed on rank {self._rank}: {type(e).__name__}: {e}")
             raise
-        write_record(run_dir, {**record, "attempt": self.attempt, "slurm": slurm})
-        _log(f"{cfg.run_id}: done (resumed from iteration {record['resumed_from']}): {summary(record)}")
+        finally:
+            if self._world > 1:
+                import torch.distributed as dist
+
+                dist.destroy_process_group()
+        if self._rank == 0:  # one record per run, whatever the number of processes
+            write_record(run_dir, {**record, "attempt": self.attempt, "slurm": slurm})
+            _log(f"{cfg.run_id}: done (resumed from iteration {record['resumed_from']}): {summary(record)}")
         return "done"
+
+    def _init_distributed(self):
+        """One process per SLURM task (= per GPU): submitit's environment gives rank, world size and the
+        master address; NCCL on GPUs, gloo on CPUs."""
+        import torch
+        import torch.distributed as dist
+        from submitit import JobEnvironment
+        from submitit.helpers import TorchDistributedEnvironment
+
+        from mtbench import engine
+
+        try:
+            self._world = JobEnvironment().num_tasks
+        except RuntimeError:  # called outside a submitit job (tests, debugging): one process
+            self._world = 1
+        if self._world == 1:
+            return engine.pick_device(self.device), 0
+        env = TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+        use_cuda = self.device != "cpu" and torch.cuda.is_available()
+        device = torch.device("cuda", env.local_rank) if use_cuda else torch.device("cpu")
+        if use_cuda:
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+        self._flag_device = device
+        return device, env.rank
 
     @staticmethod
     def signal_number() -> int:
@@ -179,8 +213,21 @@ class RunJob(Checkpointable):
         _log(f"no step ended within {self.grace_s:.0f} s: requeueing from the last periodic checkpoint")
         self._handover(self._pending, frame)
 
+    def _agree_on_signal(self) -> None:
+        """submitit requeues from rank 0 only, and the checkpoint is collective: every rank must save at
+        the same step, so a signal seen by any rank is shared with all (one tiny all-reduce per step)."""
+        import torch
+        import torch.distributed as dist
+
+        flag = torch.tensor([0.0 if self._pending is None else 1.0], device=self._flag_device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and self._pending is None:
+            self._pending = self._sig
+
     def _on_iteration(self, it: int, save) -> None:
         self._it = it
+        if self._world > 1:
+            self._agree_on_signal()
         if self._pending is not None:
             signal.alarm(0)
         if self._pending is not None or it == self._total:  # also at the end of training: a signal during the
@@ -245,12 +292,15 @@ def executor_parameters(args: Any, cluster: dict[str, Any]) -> dict[str, Any]:
         value = getattr(args, attr, None)
         return value if value is not None else cluster.get(key or attr, default)
 
-    if int(pick("nodes", default=1)) != 1 or int(getattr(args, "devices", 1) or 1) != 1:
-        raise ValueError("--executor slurm runs each run as one process on one node: use --nodes 1 and --devices 1 "
-                         "(multi-GPU runs under SLURM are not supported yet)")
+    # Data parallel: one task per device (GPU); --devices is per node, --nodes multiplies it.
+    nodes, per_node = int(pick("nodes", default=1)), int(getattr(args, "devices", 1) or 1)
+    gpus = pick("gpus_per_node")
+    if gpus and int(gpus) != per_node and per_node > 1:
+        raise ValueError(f"--devices {per_node} (processes per node) and --gpus-per-node {gpus} disagree: each "
+                         f"process drives one GPU, give the same number")
     params = {
         "name": cluster.get("job_name", "mtbench"), "timeout_min": int(pick("time_min", "timeout_min", 240)),
-        "nodes": 1, "tasks_per_node": 1, "gpus_per_node": pick("gpus_per_node") or None,
+        "nodes": nodes, "tasks_per_node": per_node, "gpus_per_node": gpus or None,
         "cpus_per_task": pick("cpus_per_task"), "mem_gb": pick("mem_gb"),
         "slurm_partition": pick("partition"), "slurm_account": pick("account"), "slurm_qos": pick("qos"),
         "slurm_constraint": pick("constraint"), "slurm_array_parallelism": pick("array_parallelism"),

@@ -179,3 +179,35 @@ def test_failed_run_on_slurm_is_retried_at_most_max_retries_times(cluster, slurm
     assert record["attempt"] == 2 and "CANCELLED" in record["error"]
     board = (tmp_path / "leaderboards" / "leaderboard.md").read_text()
     assert run_id in board or "No finished runs" in board
+
+
+def test_two_process_run_on_slurm_writes_one_record_and_survives_a_requeue(cluster, slurm_env, tmp_path,
+                                                                          tiny_overrides, capsys):
+    """Data parallel under SLURM: 2 tasks on the node (gloo on CPU), one per device; rank 0 writes the
+    record; a preemption signal seen by the ranks is agreed on, all save at the same step, it resumes."""
+    overrides = tiny_overrides + [f"iterations={ITERATIONS}", "checkpoint_every=1000"]
+    argv = grid_argv(tmp_path, overrides, "--methods", "single", "--tasks", "semseg", "--devices", "2",
+                     "--cpus-per-task", "1")
+    assert main(argv + ["--no-wait"]) == 0
+    ((run_id, (job,)),) = jobs_of(tmp_path).items()
+    stdout = Path(job["stdout"])
+
+    def mid_training():
+        log = stdout.read_text() if stdout.exists() else ""
+        return re.search(rf"iteration \d+/{ITERATIONS}\n", log) and f"iteration {ITERATIONS}/" not in log
+
+    wait_until("the 2-process job to be training", mid_training)
+    assert "rank 0 of 2" in stdout.read_text()
+    raw_id = sh("squeue", "-h", "-j", job["job_id"], "-o", "%A").strip()
+    sh("scancel", "--signal=USR2", f"{raw_id}.0")  # both tasks of the step get it
+    wait_until("the job to be requeued", lambda: squeue_state(job["job_id"]) == "PENDING", timeout=90)
+    sh("scontrol", "update", f"JobId={job['job_id']}", "StartTime=now")
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "checkpoint saved at iteration" in stdout.read_text()
+    records = list((tmp_path / "runs").glob("*/record.json"))
+    assert len(records) == 1
+    record = read_record(records[0])
+    assert record["status"] == "done" and record["distributed"]["world_size"] == 2
+    assert record["distributed"]["per_device_batch"] * 2 == record["distributed"]["global_batch"]
+    assert 0 < record["resumed_from"] < ITERATIONS and record["slurm"]["preemptions"] == 1
