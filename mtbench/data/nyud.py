@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import Dataset
 
 from mtbench.data import transforms
 from mtbench.data.base import IGNORE, TASK_SETS, DatasetInfo
+from mtbench.data.folder import FolderDataset
 from mtbench.registry import register_dataset
 
 CLASS_NAMES = (
@@ -169,7 +169,7 @@ def read_source(layout: Layout, kind: str, image_id: str, shape: tuple[int, int]
     return READERS[kind](layout.path(kind, image_id))
 
 
-class NYUD(Dataset):
+class NYUD(FolderDataset):
     """The sample contract of ``mtbench.data.base``; semseg is always read, as ATRC does, because
     the training crop's ``cat_max_ratio`` test needs it whatever the task set."""
 
@@ -179,9 +179,6 @@ class NYUD(Dataset):
         self.pad_size, self.augment = pad_size, augment
         self.edge_eval_ids = edge_eval_ids
         self.info = dataset_info(self.tasks, pad_size)
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
     def raw(self, index: int) -> dict[str, np.ndarray]:
         image_id = self.ids[index]
@@ -199,13 +196,6 @@ class NYUD(Dataset):
                 raise ValueError(f"{self.layout.path(key, image_id)}: {x.shape[:2]} does not match the image "
                                  f"{image.shape[:2]}")
         return raw
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict:
-        index, seed = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), None)
-        arrays, size, offset = transforms.prepare(self.raw(index), self.pad_size, seed, self.augment)
-        item = transforms.to_tensors({k: v for k, v in arrays.items() if k == "image" or k in self.tasks})
-        item["meta"] = {"id": self.ids[index], "size": size, "offset": offset}
-        return item
 
 
 def dataset_info(tasks: tuple[str, ...], pad_size: tuple[int, int]) -> DatasetInfo:

@@ -24,10 +24,10 @@ import numpy as np
 import scipy.io
 from PIL import Image
 from skimage.morphology import thin
-from torch.utils.data import Dataset
 
 from mtbench.data import pascal_parts, transforms
 from mtbench.data.base import IGNORE, TASK_SETS, DatasetInfo
+from mtbench.data.folder import FolderDataset
 from mtbench.data.nyud import read_ids, read_image, resolve_edge_eval_ids
 from mtbench.registry import register_dataset
 
@@ -154,7 +154,7 @@ def read_source(layout: Layout, kind: str, image_id: str, shape: tuple[int, int]
             "normals": read_normals, "sal": read_sal}[kind](path)
 
 
-class PASCALContext(Dataset):
+class PASCALContext(FolderDataset):
     """The sample contract of ``mtbench.data.base``; semseg is always read (ATRC's crop test)."""
 
     def __init__(self, split: str, tasks: tuple[str, ...], layout: Layout, ids: list[str],
@@ -164,9 +164,6 @@ class PASCALContext(Dataset):
         self.edge_eval_ids = edge_eval_ids
         self.info = dataset_info(self.tasks, pad_size)
         self._normals_ids = np.array(NORMALS_CONTEXT_IDS)
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
     def raw(self, index: int) -> dict[str, np.ndarray]:
         image_id = self.ids[index]
@@ -191,13 +188,6 @@ class PASCALContext(Dataset):
         if "edge" in self.tasks:
             raw["edge"] = label_edges(labels)
         return raw
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict:
-        index, seed = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), None)
-        arrays, size, offset = transforms.prepare(self.raw(index), self.pad_size, seed, self.augment)
-        item = transforms.to_tensors({k: v for k, v in arrays.items() if k == "image" or k in self.tasks})
-        item["meta"] = {"id": self.ids[index], "size": size, "offset": offset}
-        return item
 
 
 def dataset_info(tasks: tuple[str, ...], pad_size: tuple[int, int]) -> DatasetInfo:
