@@ -184,6 +184,8 @@ def run(
                          "edge_max_dist": info.edge_max_dist, "n_train": len(train_ds), "n_val": len(val_ds),
                          "eval_subsets": {t: sorted(ids) for t, ids in subset_ids(val_ds, tasks).items()}},
         "train_time_s": train_time, "eval_time_s": eval_time,
+        # images per second over the iterations this process trained (a resumed run counts its last part)
+        "train_images_per_s": (total - start) * recipe["batch_size"] / train_time if train_time > 0 else None,
         "peak_memory": peak_memory_mb(device),
         "precision": "bf16-autocast" if use_amp else "fp32",
         "environment": environment(device),

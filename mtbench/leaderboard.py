@@ -93,6 +93,17 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
     return tables
 
 
+def _images_per_s(r: dict) -> float | None:
+    """Training throughput; derived for records written before the engine stored it."""
+    if r.get("train_images_per_s") is not None:
+        return r["train_images_per_s"]
+    try:
+        trained = r["iterations"] - r["resumed_from"]
+        return trained * r["config"]["recipe"]["batch_size"] / r["train_time_s"]
+    except (KeyError, TypeError, ZeroDivisionError):
+        return None
+
+
 def _seeds(done: int, planned: int) -> str:
     return str(done) if done == planned else f"{done}/{planned}"
 
@@ -144,6 +155,8 @@ def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dic
         row["delta_m"] = _stats(deltas)[:2] if len(ref_mean) == len(tasks) else (float("nan"), float("nan"))
         row["params_M"] = _stats([r["params"]["total"] for r in runs])[0] / 1e6
         row["gflops"] = _stats([(r.get("flops") or {}).get("gflops") for r in runs])[0]
+        row["img_s"] = _stats([_images_per_s(r) for r in runs])[0]
+        row["peak_mb"] = _stats([(r.get("peak_memory") or {}).get("mb") for r in runs])[0]
         table.rows.append(row)
 
     trivial_sources = members + refs
@@ -167,12 +180,14 @@ def _fmt(mean: float, std: float = float("nan")) -> str:
 
 
 def to_markdown(table: Table) -> str:
-    head = ["Method", "Seeds"] + [c.label for c in table.columns] + ["Δm % ↑", "Params (M)", "GFLOPs"]
+    head = ["Method", "Seeds"] + [c.label for c in table.columns] + ["Δm % ↑", "Params (M)", "GFLOPs",
+                                                                     "train img/s", "peak MB"]
     lines = [f"### {table.title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table.rows:
         cells = [f"**{row['method']}**", str(row["seeds"])]
         cells += [_fmt(*row[c.task]) for c in table.columns]
-        cells += [_fmt(*row["delta_m"]), _fmt(row["params_M"]), _fmt(row["gflops"])]
+        cells += [_fmt(*row["delta_m"]), _fmt(row["params_M"]), _fmt(row["gflops"]),
+                  _fmt(row.get("img_s", float("nan"))), _fmt(row.get("peak_mb", float("nan")))]
         lines.append("| " + " | ".join(cells) + " |")
     if table.notes:
         lines += [""] + [f"- {n}" for n in table.notes]
@@ -187,13 +202,17 @@ def to_frame(table: Table) -> pd.DataFrame:
             flat[f"{c.task}/{c.metric}"], flat[f"{c.task}/{c.metric}/std"] = row[c.task]
         flat["delta_m"], flat["delta_m/std"] = row["delta_m"]
         flat["params_M"], flat["gflops"] = row["params_M"], row["gflops"]
+        flat["train_images_per_s"], flat["peak_mb"] = row.get("img_s"), row.get("peak_mb")
         rows.append(flat)
     return pd.DataFrame(rows)
 
 
 HEADER = ("# mtbench leaderboard\n\nGenerated from run records by `python bench.py leaderboard {src}`. "
           "Mean ± sample std over seeds; Δm (%) against single-task references of the same backbone, "
-          "data and recipe; the trivial row is the best constant predictor fitted on the training targets.\n\n")
+          "data and recipe; the trivial row is the best constant predictor fitted on the training targets. "
+          "GFLOPs: torch's flop counter, one image at the input size (a multiply-add counts 2). Train img/s "
+          "and peak memory (CUDA allocator peak, or the process's max RSS on CPU) as measured in the runs, "
+          "on whatever device each ran.\n\n")
 
 
 def write_leaderboard(results_dir: Path, out_dir: Path | None = None) -> tuple[list[Table], Path]:
