@@ -209,6 +209,25 @@ def test_full_timm_checkpoint_in_module_container(tmp_path):
     assert torch.equal(bb.body.state_dict()["layers_2.blocks.3.mlp.fc1.weight"], w)
 
 
+def test_hrnet_classification_checkpoint(tmp_path):
+    """The HRNet-Image-Classification release (what MTI-Net/ATRC start from) is a plain state dict of the
+    whole classifier: conv1/stage*/transition* plus incre_modules, downsamp_modules, final_layer and
+    classifier. The raw-branch extractor takes the former; the classification-only modules are dropped."""
+    timm = import_timm()
+    full = timm.create_model("hrnet_w18_small_v2", pretrained=False)
+    path = tmp_path / "hrnet_w18_small_model_v2.pth"
+    torch.save(full.state_dict(), path)
+    bb = _build("hrnet_w18_small_v2", (64, 64), checkpoint=str(path))
+    rep = bb.load_report
+    assert rep["missing"] == [] and rep["unexpected"] == [] and rep["shape_mismatch"] == []
+    assert rep["dropped"] > 0 and any(k.startswith(("incre_modules", "classifier", "final_layer"))
+                                      for k in rep["dropped_examples"])
+    w = full.state_dict()["stage3.0.branches.2.0.conv1.weight"]
+    body = bb.body.state_dict()
+    key = next(k for k in body if k.endswith("stage3.0.branches.2.0.conv1.weight"))
+    assert torch.equal(body[key], w)
+
+
 def test_safetensors_and_body_prefix(tmp_path):
     pytest.importorskip("safetensors")
     from safetensors.torch import save_file
