@@ -154,7 +154,7 @@ def cmd_list(console: Console) -> int:
 
     for label, names in [("methods", METHODS.names()), ("tasks", TASKS.names()), ("datasets", DATASETS.names()),
                          ("backbones", BACKBONES.names()), ("recipes", recipe_names())]:
-        console.print(f"[bold]{label}:[/bold] {', '.join(names)}")
+        console.print(f"[bold]{label}:[/bold] {', '.join(names)}", soft_wrap=True)
     return 0
 
 

@@ -19,7 +19,7 @@ from mtbench.data.loader import eval_loader, train_loader
 from mtbench.distributed import all_reduce_sum, barrier, context, device_names, per_device_batch, prepare_model
 from mtbench.evaluation import autocast, evaluate, evaluate_trivial, fit_priors, subset_ids
 from mtbench.optim import build_optimizer, build_scheduler
-from mtbench.profiling import count_flops, environment, param_counts, peak_memory_mb
+from mtbench.profiling import count_flops, environment, param_counts, peak_memory_mb, reset_peak_memory
 from mtbench.registry import BACKBONES, DATASETS, METHODS, TASKS
 
 
@@ -103,8 +103,7 @@ def run(
     weights = {t: task.weight(info) for t, task in tasks.items()}
     use_amp = bool(recipe["amp"]) and device.type == "cuda"
     pin = device.type == "cuda"
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
 
     def save(it: int) -> None:
         if ctx.is_main:  # one writer; every rank resumes from the same file

@@ -66,12 +66,11 @@ def _targets(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _timed(fn, steps: int, batch: int, device: torch.device) -> dict[str, Any]:
-    from mtbench.profiling import peak_memory_mb
+    from mtbench.profiling import peak_memory_mb, reset_peak_memory
 
     fn()  # warm-up: allocator, cudnn autotune, lazy init
     _sync(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)  # CUDA allocator peak, or the process's peak RSS (Linux), from here on
     t0 = time.perf_counter()
     for _ in range(steps):
         fn()
@@ -126,7 +125,7 @@ def profile_method(method: str, args: argparse.Namespace, recipe: dict, tasks: t
         with autocast(device, use_amp):
             model(x)
 
-    # eval first: its peak then holds no gradients or optimizer state (and CPU max-RSS only grows)
+    # eval first: its peak then holds no gradients or optimizer state
     for phase, fn, train in (("eval", eval_step, False), ("train", train_step, True)):
         model.train(train)
         try:
@@ -205,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         entries.append(e)
     console.print(_table(entries, device))
     if device.type == "cpu" and not args.meta_only:
-        console.print("CPU peak memory is the process's max RSS so far: it accumulates over phases and methods "
-                      "(profile one method per call for its own figure)")
+        console.print("CPU peak memory: the process's peak RSS during the timed steps (it includes the "
+                      "interpreter, torch and every model built so far in this process)")
     console.print(f"profiles written to {Path(args.results) / PROFILE_DIR}")
     return 0
