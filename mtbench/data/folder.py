@@ -1,6 +1,8 @@
 """Datasets read from image folders: raw arrays → the shared pipeline → the sample contract."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from torch.utils.data import Dataset
 
@@ -8,10 +10,13 @@ from mtbench.data import transforms
 
 
 class FolderDataset(Dataset):
-    """Subclasses set ``ids``, ``tasks``, ``pad_size``, ``augment`` and implement ``raw(index)``."""
+    """Subclasses set ``info`` and implement ``raw(index)`` (the unaugmented arrays of one image)."""
 
-    ids: list[str]
-    tasks: tuple[str, ...]
+    def __init__(self, split: str, tasks: tuple[str, ...], layout: Any, ids: list[str], pad_size: tuple[int, int],
+                 augment: transforms.Augment | None, edge_eval_ids: list[str] | None):
+        self.split, self.tasks, self.layout, self.ids = split, tuple(tasks), layout, ids
+        self.pad_size, self.augment = pad_size, augment
+        self.edge_eval_ids = edge_eval_ids  # boundary scoring restricted to these ids (None: all)
 
     def raw(self, index: int) -> dict[str, np.ndarray]:
         raise NotImplementedError

@@ -173,12 +173,9 @@ class NYUD(FolderDataset):
     """The sample contract of ``mtbench.data.base``; semseg is always read, as ATRC does, because
     the training crop's ``cat_max_ratio`` test needs it whatever the task set."""
 
-    def __init__(self, split: str, tasks: tuple[str, ...], layout: Layout, ids: list[str],
-                 pad_size: tuple[int, int], augment: transforms.Augment | None, edge_eval_ids: list[str] | None):
-        self.split, self.tasks, self.layout, self.ids = split, tuple(tasks), layout, ids
-        self.pad_size, self.augment = pad_size, augment
-        self.edge_eval_ids = edge_eval_ids
-        self.info = dataset_info(self.tasks, pad_size)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.info = dataset_info(self.tasks, self.pad_size)
 
     def raw(self, index: int) -> dict[str, np.ndarray]:
         image_id = self.ids[index]

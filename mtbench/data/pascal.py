@@ -157,12 +157,9 @@ def read_source(layout: Layout, kind: str, image_id: str, shape: tuple[int, int]
 class PASCALContext(FolderDataset):
     """The sample contract of ``mtbench.data.base``; semseg is always read (ATRC's crop test)."""
 
-    def __init__(self, split: str, tasks: tuple[str, ...], layout: Layout, ids: list[str],
-                 pad_size: tuple[int, int], augment: transforms.Augment | None, edge_eval_ids: list[str] | None):
-        self.split, self.tasks, self.layout, self.ids = split, tuple(tasks), layout, ids
-        self.pad_size, self.augment = pad_size, augment
-        self.edge_eval_ids = edge_eval_ids
-        self.info = dataset_info(self.tasks, pad_size)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.info = dataset_info(self.tasks, self.pad_size)
         self._normals_ids = np.array(NORMALS_CONTEXT_IDS)
 
     def raw(self, index: int) -> dict[str, np.ndarray]:
