@@ -194,15 +194,11 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         outcome = slurm_launch.run_slurm(runs, Path(args.results), args, console)
         if args.no_wait:
             return 0
-    elif args.devices > 1:
-        from mtbench import distributed
-
-        outcome = distributed.run_local_distributed(runs, Path(args.results), args.devices, args.device, args.force,
-                                               console)
     else:
         from mtbench.launch import max_retries_from
 
-        outcome = run_local(runs, Path(args.results), args.device, args.force, console, max_retries_from(args))
+        outcome = run_local(runs, Path(args.results), args.device, args.force, console, max_retries_from(args),
+                            devices=args.devices)
     tables, path = write_leaderboard(Path(args.results))
     keys = {r.setting_key for r in runs}
     for t in tables:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,7 +106,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, cfg_dict: dict, run_dir: str, world: int, port: int, device_name: str) -> None:
+def _worker(rank: int, cfg_dict: dict, run_dir: str, world: int, port: int, device_name: str, attempt: int) -> None:
     from mtbench import engine
     from mtbench.config import RunConfig
     from mtbench.records import write_record
@@ -125,36 +124,21 @@ def _worker(rank: int, cfg_dict: dict, run_dir: str, world: int, port: int, devi
     try:
         record = engine.run(RunConfig.from_dict(cfg_dict), Path(run_dir), device=device)
         if rank == 0:
-            write_record(Path(run_dir), record)
+            write_record(Path(run_dir), {**record, "attempt": attempt})
     finally:
         dist.destroy_process_group()
 
 
-def run_local_distributed(runs, results_dir: Path, devices: int, device_name: str, force: bool, console) -> dict[str, str]:
-    """Each run as ``devices`` spawned processes on this machine (gloo on CPU, NCCL on GPUs)."""
-    import json
-
+def spawn_run(cfg, run_dir: Path, devices: int, device_name: str, attempt: int) -> dict[str, Any]:
+    """One run as ``devices`` processes on this machine (gloo on CPU, NCCL on GPUs); rank 0 writes the
+    record, which is returned. A worker's exception is raised here, after the others are stopped."""
     import torch.multiprocessing as mp
 
-    from mtbench.records import atomic_write_text, failed_record, finished, runs_dir, write_record
+    from mtbench.records import RECORD_NAME, read_record
 
     if device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available()):
         if torch.cuda.device_count() < devices:
             raise ValueError(f"--devices {devices} asked for, but only {torch.cuda.device_count()} CUDA devices are "
                              f"visible")
-    outcome: dict[str, str] = {}
-    for cfg in runs:
-        run_dir = runs_dir(results_dir) / cfg.run_id
-        if finished(run_dir) and not force:
-            outcome[cfg.run_id] = "skipped (done)"
-            continue
-        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
-        console.print(f"run {cfg.run_id} on {devices} processes", soft_wrap=True)
-        try:
-            mp.spawn(_worker, args=(cfg.to_dict(), str(run_dir), devices, free_port(), device_name), nprocs=devices)
-            outcome[cfg.run_id] = "done"
-        except Exception as e:  # noqa: BLE001 — recorded; the grid goes on
-            write_record(run_dir, failed_record(cfg, f"{type(e).__name__}: {e}", traceback.format_exc()))
-            outcome[cfg.run_id] = f"failed: {type(e).__name__}: {e}"
-            console.print(f"[red]run {cfg.run_id} failed:[/red] {e}", soft_wrap=True)
-    return outcome
+    mp.spawn(_worker, args=(cfg.to_dict(), str(run_dir), devices, free_port(), device_name, attempt), nprocs=devices)
+    return read_record(Path(run_dir) / RECORD_NAME)

@@ -172,9 +172,11 @@ def reconcile(run_dir: Path, states: dict[str, str]) -> str | None:
 # --- local executor ----------------------------------------------------------------------------------------
 
 def run_local(runs: list[RunConfig], results_dir: Path, device_name: str = "auto", force: bool = False,
-              console: Console | None = None, max_retries: int | None = None) -> dict[str, str]:
-    """In-process, sequential. A run that raises is recorded as failed and the grid goes on."""
+              console: Console | None = None, max_retries: int | None = None, devices: int = 1) -> dict[str, str]:
+    """Sequential on this machine: in-process, or ``devices`` spawned processes per run (data parallel).
+    A run that raises is recorded as failed and the grid goes on."""
     from mtbench import engine
+    from mtbench.distributed import spawn_run
 
     console = console or Console()
     max_retries = max_retries_from() if max_retries is None else max_retries
@@ -201,8 +203,11 @@ def run_local(runs: list[RunConfig], results_dir: Path, device_name: str = "auto
                                               "started_at": now(), "attempt": decision.attempt})
             progress.update(grid_bar, status=cfg.run_id)
             try:
-                record = engine.run(cfg, run_dir, device=device, progress=progress)
-                write_record(run_dir, {**record, "attempt": decision.attempt})
+                if devices > 1:
+                    record = spawn_run(cfg, run_dir, devices, device_name, decision.attempt)
+                else:
+                    record = engine.run(cfg, run_dir, device=device, progress=progress)
+                    write_record(run_dir, {**record, "attempt": decision.attempt})
                 outcome[cfg.run_id] = "done"
                 console.print(f"[green]done[/green] {cfg.run_id} in {record['train_time_s']:.0f}+"
                               f"{record['eval_time_s']:.0f} s: {summary(record)}", soft_wrap=True)

@@ -158,3 +158,19 @@ def test_sync_bn_on_cpu_is_a_clear_error(tmp_path):
     out = tmp_path / "err.txt"
     mp.spawn(_sync_bn_cpu_worker, args=(2, free_port(), str(out)), nprocs=2)
     assert "sync_bn needs CUDA" in out.read_text()
+
+
+def test_cli_devices_2_runs_one_record_through_the_local_executor(tmp_path, tiny_overrides):
+    from mtbench.cli import main
+    from mtbench.records import read_record
+
+    argv = ["--methods", "single", "--tasks", "semseg", "--devices", "2", "--results", str(tmp_path)]
+    for o in tiny_overrides:
+        argv += ["--set", o]
+    assert main(argv) == 0
+    (path,) = (tmp_path / "runs").glob("*/record.json")
+    rec = read_record(path)
+    assert rec["status"] == "done" and rec["attempt"] == 1
+    assert rec["distributed"]["world_size"] == 2 and rec["distributed"]["per_device_batch"] == 1
+    assert main(argv) == 0  # the same command again: done, nothing re-run
+    assert read_record(path)["finished_at"] == rec["finished_at"]
