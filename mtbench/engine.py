@@ -123,10 +123,10 @@ def run(
             images = batch["image"].to(device, non_blocking=True)
             with autocast(device, use_amp):
                 out = net(images)
-            losses = {t: tasks[t].loss(out["final"][t], batch[t].to(device, non_blocking=True)) for t in tasks}
-            loss = sum(weights[t] * losses[t] for t in tasks)
+            targets = {t: batch[t].to(device, non_blocking=True) for t in tasks}  # once, for every output level
+            loss = sum(weights[t] * tasks[t].loss(out["final"][t], targets[t]) for t in tasks)
             for aux in out.get("aux", {}).values():
-                loss = loss + sum(weights[t] * tasks[t].loss(aux[t], batch[t].to(device)) for t in aux)
+                loss = loss + sum(weights[t] * tasks[t].loss(aux[t], targets[t]) for t in aux)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if recipe.get("grad_clip"):
