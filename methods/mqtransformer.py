@@ -30,7 +30,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mtbench.compat import import_timm
 from mtbench.layers import ConvBNReLU, logits_conv, resize_concat, upsample_to
 from mtbench.registry import register_method
 
@@ -54,7 +53,9 @@ DEFAULTS = {
 
 
 def _drop_path(p: float) -> nn.Module:
-    return import_timm().layers.DropPath(p) if p > 0 else nn.Identity()
+    from timm.layers import DropPath
+
+    return DropPath(p) if p > 0 else nn.Identity()
 
 
 class Mlp(nn.Sequential):

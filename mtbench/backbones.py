@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtbench.compat import import_timm
 from mtbench.registry import register_backbone
 
 log = logging.getLogger(__name__)
@@ -234,7 +233,8 @@ def create_backbone(name: str, img_size: int | Sequence[int], checkpoint: str | 
     fixes ViT's position-embedding grid and Swin's window sizes; both still accept other input sizes.
     """
     spec = SPECS[name]
-    timm = import_timm()
+    import timm
+
     img_size = _as_hw(img_size)
     tkw: dict[str, Any] = dict(spec.timm_kwargs)
     tkw["out_indices"] = spec.out_indices
@@ -277,7 +277,8 @@ for _name, _spec in SPECS.items():
 def _full_model(bb: Backbone, device: str | torch.device = "meta") -> nn.Module:
     """The classification model the extractor was cut from: its key names and shapes are what timm's
     checkpoint converters (``checkpoint_filter_fn``) and published checkpoints use."""
-    timm = import_timm()
+    import timm
+
     kw = {k: v for k, v in bb._timm_kwargs.items() if k not in ("out_indices", "feature_location")}
     with torch.device(device):
         return timm.create_model(bb.timm_name, pretrained=False, **kw)

@@ -1,6 +1,7 @@
 """Cost measurements for records and leaderboards: parameters, FLOPs, memory, provenance."""
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 import resource
 import socket
@@ -68,13 +69,20 @@ def git_sha() -> str:
         return "unknown"
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    from mtbench.compat import import_timm
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
+
+def environment(device: torch.device) -> dict[str, Any]:
     return {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
-        "timm": import_timm().__version__,
+        "torchvision": _version("torchvision"),
+        "torchjd": _version("torchjd"),
+        "timm": _version("timm"),
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "device": str(device),

@@ -1,4 +1,4 @@
-"""Backbones: shapes at any input size, parameter counts, checkpoint loading, the timm import shim.
+"""Backbones: shapes at any input size, parameter counts, checkpoint loading, timm imported lazily.
 
 Fast (tiny inputs; the large models are only built on the meta device). Run with HF_HUB_OFFLINE=1.
 """
@@ -20,7 +20,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import mtbench.backbones as mb  # noqa: E402
 import mtbench.registry as registry  # noqa: E402
-from mtbench.compat import import_timm  # noqa: E402
 
 SMALL = ["resnet18", "hrnet_w18_small_v2", "swin_t", "vit_b"]
 EXPECTED = {  # name: (channels, strides)
@@ -157,7 +156,8 @@ def test_hrnet_params():
     """The notes' 75.4 M (hrnet_w48) / 13.5 M (w18_small_v2) are the classifier-less nets. The raw-branch
     extractor (feature_location='') also drops the classification-only incre_modules, downsamp_modules
     and final_layer: 65.3 M / 3.86 M."""
-    timm = import_timm()
+    import timm
+
     for name, full_m, raw_m in [("hrnet_w48", 75.4, 65.3), ("hrnet_w18_small_v2", 13.5, 3.86)]:
         with torch.device("meta"):
             full = timm.create_model(name, pretrained=False, num_classes=0)
@@ -197,7 +197,8 @@ def test_full_timm_checkpoint_in_module_container(tmp_path):
     """A published-style checkpoint (full classification model, DDP prefix, 'model' container) for
     Swin built at another size: keys remapped to the extractor (layers.0 -> layers_0), classifier and
     final norm dropped, relative-position tables resized by timm's converter."""
-    timm = import_timm()
+    import timm
+
     full = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False)
     path = tmp_path / "swin.pth"
     torch.save({"model": {"module." + k: v for k, v in full.state_dict().items()}}, path)
@@ -213,7 +214,8 @@ def test_hrnet_classification_checkpoint(tmp_path):
     """The HRNet-Image-Classification release (what MTI-Net/ATRC start from) is a plain state dict of the
     whole classifier: conv1/stage*/transition* plus incre_modules, downsamp_modules, final_layer and
     classifier. The raw-branch extractor takes the former; the classification-only modules are dropped."""
-    timm = import_timm()
+    import timm
+
     full = timm.create_model("hrnet_w18_small_v2", pretrained=False)
     path = tmp_path / "hrnet_w18_small_model_v2.pth"
     torch.save(full.state_dict(), path)
@@ -261,7 +263,8 @@ def _to_npz(vit, path):
 
 
 def test_vit_npz_checkpoint(tmp_path):
-    timm = import_timm()
+    import timm
+
     small = dict(depth=2, out_indices=(0, 1))  # a 2-block vit_b keeps this fast
     full = timm.create_model("vit_base_patch16_384", pretrained=False, depth=2)  # 384: 24x24 pos-embed
     path = tmp_path / "vit.npz"
@@ -305,13 +308,7 @@ def test_checkpoint_not_found(tmp_path):
         _build("resnet18", (32, 32), checkpoint=str(tmp_path / "resnet18.pth"))
 
 
-# ---------------------------------------------------------------------------------------- compat
-def test_import_timm_twice():
-    a = import_timm()
-    b = import_timm()
-    assert a is b and a.__name__ == "timm" and hasattr(a, "create_model")
-
-
+# ---------------------------------------------------------------------------------------- imports
 def test_importing_backbones_does_not_import_timm():
     # registering backbones is cheap: timm (3 s) is imported on the first build only
     code = "import sys, mtbench.backbones; print('timm' in sys.modules)"
