@@ -36,11 +36,9 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-from skimage.morphology import thin as _thin
 
 from mtbench.metrics.base import Evaluator
-from mtbench.metrics.boundary_match import correspond_pixels, max_dist_pixels
-from mtbench.metrics.boundary_nms import structured_edge_nms
+from mtbench.metrics.boundary_image import evaluate_image
 
 IGNORE = 255
 MAX_DIST = {"bsds": 0.0075, "pascal": 0.0075, "nyud": 0.011}
@@ -102,47 +100,6 @@ class BoundaryResult:
         out.update(thr=self.thr.tolist(), R=self.R.tolist(), P=self.P.tolist(), F=self.F.tolist(),
                    per_image=self.per_image.tolist())
         return out
-
-
-def evaluate_image(pred: np.ndarray, gts: Sequence[np.ndarray], thresholds: np.ndarray,
-                   max_dist: float, *, nms: bool = False, thin: bool = True,
-                   ignore: np.ndarray | None = None) -> np.ndarray:
-    """Counts (T, 4) = cntR, sumR, cntP, sumP for one image; ``pred`` is float prob or uint8/255."""
-    prob = pred / 255.0 if pred.dtype == np.uint8 else np.asarray(pred, dtype=np.float64)
-    if prob.ndim != 2:
-        raise ValueError(f"prediction must be (H, W), got {prob.shape}")
-    keep = None if ignore is None else ~np.asarray(ignore, dtype=bool)
-    gt_maps = [np.asarray(g, dtype=bool) if keep is None else np.asarray(g, dtype=bool) & keep for g in gts]
-    for g in gt_maps:
-        if g.shape != prob.shape:
-            raise ValueError(f"ground truth {g.shape} and prediction {prob.shape} differ in shape")
-    thr = np.maximum(np.finfo(np.float64).eps, np.asarray(thresholds, dtype=np.float64))
-    if nms:
-        # SEISM compares the single-precision NMS output with single(thr).
-        prob = structured_edge_nms(prob.astype(np.float32))
-        thr = thr.astype(np.float32)
-    radius = max_dist_pixels(prob.shape, max_dist)
-    gt_total = sum(int(g.sum()) for g in gt_maps)
-    counts = np.zeros((len(thr), 4), dtype=np.int64)
-    prev = None
-    for t, th in enumerate(thr):
-        bmap = prob >= th
-        if thin and bmap.any():
-            bmap = _thin(bmap)
-        if keep is not None:
-            bmap &= keep
-        if prev is not None and np.array_equal(bmap, prev):
-            counts[t] = counts[t - 1]  # same map as at the previous threshold
-            continue
-        prev = bmap
-        cnt_r, acc = 0, np.zeros_like(bmap)
-        if bmap.any():
-            for g in gt_maps:
-                m1, m2 = correspond_pixels(bmap, g, radius)
-                acc |= m1
-                cnt_r += int(m2.sum())
-        counts[t] = (cnt_r, gt_total, int(acc.sum()), int(bmap.sum()))
-    return counts
 
 
 def _fmeasure(r: np.ndarray, p: np.ndarray) -> np.ndarray:
