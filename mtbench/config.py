@@ -32,7 +32,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "num_workers": 2,
     "backbone": "resnet18",
     "backbone_cfg": {},  # extra timm.create_model arguments, e.g. {drop_path_rate: 0.15} (InvPT's ViT-L)
-    "eval": {},  # evaluator settings, e.g. edge_thresholds, edge_nms
+    "eval": {"edge_protocol": "seism"},  # evaluator settings; edge_protocol: see metrics/boundary_protocol
     "datasets": {},  # dataset name -> dataset cfg (sizes, crop, cache_dir ...)
     "methods": {},  # method name -> method cfg (head widths, depths ...)
 }
@@ -105,6 +105,11 @@ def validate_recipe(r: dict) -> None:
         raise ConfigError(f"recipe '{r['name']}': optimizer.name must be sgd, adam or adamw")
     if r["schedule"].get("name") not in ("poly", "constant"):
         raise ConfigError(f"recipe '{r['name']}': schedule.name must be poly or constant")
+    from mtbench.metrics.boundary_protocol import PROTOCOLS
+
+    if r["eval"].get("edge_protocol") not in PROTOCOLS:
+        raise ConfigError(f"recipe '{r['name']}': eval.edge_protocol must be one of {', '.join(PROTOCOLS)}, "
+                          f"got {r['eval'].get('edge_protocol')!r}")
 
 
 def stable_hash(obj: Any, n: int = 10) -> str:

@@ -40,7 +40,8 @@ def evaluate_image(pred: np.ndarray, gts: Sequence[np.ndarray], thresholds: np.n
     if not strict:
         thr = np.maximum(np.finfo(np.float64).eps, thr)
     if nms:
-        # SEISM compares the single-precision NMS output with single(thr).
+        # SEISM's read_one_cont_png: NMS output (single) > str2double(thr); MATLAB compares a
+        # single with a double in single precision, hence float32 thresholds.
         prob = structured_edge_nms(prob.astype(np.float32))
         thr = thr.astype(np.float32)
     if kill is not None and not kill_thinned:
