@@ -160,15 +160,18 @@ def print_table(res: BoundaryResult, title: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     err = Console(stderr=True)
     proto = get_protocol(args.edge_protocol or DATASET_PROTOCOL[args.dataset])
     max_dist = MAX_DIST[args.dataset] if args.max_dist is None else args.max_dist
     if not 0 < max_dist < 1:
-        err.print(f"[red]error:[/red] --max-dist must be a fraction of the image diagonal in (0, 1), got {max_dist}")
+        err.print(f"[red]error:[/red] --max-dist must be a fraction of the image diagonal in (0, 1), got {max_dist}",
+                  soft_wrap=True)
         return 2
     if args.category is not None and not 1 <= args.category <= 255:
-        err.print(f"[red]error:[/red] --class must be a class index >= 1 (SBD: 1..20), got {args.category}")
+        err.print(f"[red]error:[/red] --class must be a class index >= 1 (SBD: 1..20), got {args.category}",
+                  soft_wrap=True)
         return 2
     nms = proto.nms if args.nms is None else args.nms
     thresholds = protocol_thresholds(proto) if args.thresholds is None else resolve_thresholds(args.thresholds)
@@ -184,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
                                   thresholds=thresholds, nms=nms, workers=args.workers,
                                   segments=inputs.segment_stream())
     except (BoundaryInputError, OSError) as e:
-        err.print(f"[red]error:[/red] {e}")
+        err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
         return 2
     killed = any(s is not None for s in inputs.segments)
     print_table(res, f"{args.dataset}: {len(ids)} images, protocol {proto.name}")
