@@ -87,7 +87,12 @@ def _counts(maps: list[np.ndarray], gt_maps: list[np.ndarray], radius: float) ->
             counts[t] = (0, gt_total, 0, m.size)
         return counts
     coords = np.stack(np.unravel_index(union, shape), axis=1)
-    pairs = [candidate_pairs(coords, g, radius) for g in gt_maps]
+    pairs = []
+    for g in gt_maps:
+        i, j, d = candidate_pairs(coords, g, radius)
+        j = (np.cumsum(g.ravel()) - 1)[j]  # GT pixel number, in index order
+        order = np.lexsort((j, i))
+        pairs.append((i[order], j[order], d[order], int(g.sum())))
     present = np.zeros(union.size, dtype=bool)
     for t, m in enumerate(maps):
         if t and m is maps[t - 1]:
@@ -97,9 +102,9 @@ def _counts(maps: list[np.ndarray], gt_maps: list[np.ndarray], radius: float) ->
         present[np.searchsorted(union, m)] = True
         cnt_r, hit = 0, np.zeros(union.size, dtype=bool)
         if m.size:
-            for (i, j, d), g in zip(pairs, gt_maps):
+            for i, j, d, n_gt in pairs:
                 sel = present[i]
-                m1, m2 = match_pairs(i[sel], j[sel], d[sel], union.size, g.size, radius)
+                m1, m2 = match_pairs(i[sel], j[sel], d[sel], union.size, n_gt, radius)
                 hit |= m1
                 cnt_r += int(m2.sum())
         counts[t] = (cnt_r, gt_total, int(hit.sum()), m.size)

@@ -68,7 +68,7 @@ def candidate_pairs(p: np.ndarray, gt: np.ndarray, radius: float) -> tuple[np.nd
 def match_pairs(i: np.ndarray, j: np.ndarray, dist: np.ndarray, n_pred: int, n_gt: int, max_dist_px: float,
                 outlier_cost: float = OUTLIER_COST) -> tuple[np.ndarray, np.ndarray]:
     """The assignment of :func:`correspond_pixels` from candidate pairs (pred index ``i``, GT index
-    ``j``, distance): boolean (n_pred,) and (n_gt,) masks of the matched pixels.
+    ``j``, distance), given sorted by (i, j): boolean (n_pred,) and (n_gt,) masks of the matched pixels.
 
     The graph is solved one connected component at a time (small ones batched into one call).
     LAPJVsp processes the rows in order and each row's search only reaches its own component, so
@@ -80,13 +80,8 @@ def match_pairs(i: np.ndarray, j: np.ndarray, dist: np.ndarray, n_pred: int, n_g
     if i.size == 0:
         return m1, m2
     # Only matchable pixels (with at least one candidate) enter, renumbered densely in index order.
-    has_p = np.zeros(n_pred, dtype=bool)
-    has_p[i] = True
-    has_g = np.zeros(n_gt, dtype=bool)
-    has_g[j] = True
-    pu, gu = np.flatnonzero(has_p), np.flatnonzero(has_g)
-    i = (np.cumsum(has_p) - 1)[i]
-    j = (np.cumsum(has_g) - 1)[j]
+    pu, i = _dense_ranks(i, n_pred)
+    gu, j = _dense_ranks(j, n_gt)
     n1, n2 = len(pu), len(gu)
     w = np.rint(dist * WEIGHT_SCALE) + 1.0  # +1: zero-distance pairs stay explicit, nonzero edges
     ow = float(math.ceil(outlier_cost * max_dist_px * WEIGHT_SCALE)) + 1.0
@@ -94,7 +89,8 @@ def match_pairs(i: np.ndarray, j: np.ndarray, dist: np.ndarray, n_pred: int, n_g
     # Every row is matched, so cost = sum(w) + ow * (rows - k): CSA's objective minus a constant.
     swapped = n1 > n2
     if swapped:
-        i, j, n1, n2 = j, i, n2, n1
+        order = np.lexsort((i, j))
+        i, j, w, n1, n2 = j[order], i[order], w[order], n2, n1
     rows, cols = _assign(i, j, w, n1, n2, ow)
     a, b = (cols, rows) if swapped else (rows, cols)
     m1[pu[a]] = True
@@ -102,13 +98,22 @@ def match_pairs(i: np.ndarray, j: np.ndarray, dist: np.ndarray, n_pred: int, n_g
     return m1, m2
 
 
-BATCH_COLUMNS = 512  # components are solved together until a call holds this many columns
+def _dense_ranks(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct values of ``x`` in increasing order, each entry's rank among them)."""
+    present = np.zeros(n, dtype=bool)
+    present[x] = True
+    return np.flatnonzero(present), (np.cumsum(present) - 1)[x]
+
+
+BATCH_COLUMNS = 512  # components are solved together until a call holds this many rows + columns
 
 
 def _assign(i: np.ndarray, j: np.ndarray, w: np.ndarray, n1: int, n2: int, ow: float) -> tuple[np.ndarray, np.ndarray]:
-    """Matched (row, column) pairs of the min-cost full matching with private outlier columns."""
-    n_comp, label = connected_components(
-        csr_matrix((np.ones(i.size), (i, j + n1)), shape=(n1 + n2, n1 + n2)), directed=False)
+    """Matched (row, column) pairs of the min-cost full matching with private outlier columns;
+    edges sorted by (row, column)."""
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(i, minlength=n1)), np.full(n2, i.size)])
+    adjacency = csr_matrix((np.ones(i.size, dtype=np.int8), j + n1, indptr), shape=(n1 + n2, n1 + n2))
+    n_comp, label = connected_components(adjacency, directed=False)
     row_comp, col_comp = label[:n1], label[n1:]
     rows_per = np.bincount(row_comp, minlength=n_comp)
     cols_per = np.bincount(col_comp, minlength=n_comp)
@@ -125,31 +130,45 @@ def _assign(i: np.ndarray, j: np.ndarray, w: np.ndarray, n1: int, n2: int, ow: f
     multi = np.flatnonzero(rows_per > 1)
     if multi.size:
         # Consecutive components share a call until it holds about BATCH_COLUMNS rows + columns.
-        sizes = cols_per[multi] + rows_per[multi]
-        batch_of = np.empty(n_comp, dtype=np.int64)
-        batch_of[multi] = np.cumsum(sizes) // BATCH_COLUMNS
+        batch_of = np.zeros(n_comp, dtype=np.int64)
+        batch_of[multi] = np.cumsum(cols_per[multi] + rows_per[multi]) // BATCH_COLUMNS
         keep = ~single
         bi, bj, bw = i[keep], j[keep], w[keep]
         edge_batch = batch_of[row_comp[bi]]
-        order = np.argsort(edge_batch, kind="stable")
-        bounds = np.searchsorted(edge_batch[order], np.unique(edge_batch), side="left").tolist() + [order.size]
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            sel = order[lo:hi]
-            r, c = _solve(bi[sel], bj[sel], bw[sel], ow)
+        if edge_batch[0] == edge_batch[-1] and (edge_batch == edge_batch[0]).all():
+            groups = [slice(None)]
+        else:
+            order = np.argsort(edge_batch.astype(np.uint32), kind="stable")  # keeps (row, column) order
+            bi, bj, bw, edge_batch = bi[order], bj[order], bw[order], edge_batch[order]
+            cuts = np.flatnonzero(edge_batch[1:] != edge_batch[:-1]) + 1
+            bounds = [0, *cuts.tolist(), edge_batch.size]
+            groups = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+        for sel in groups:
+            r, c = _solve(bi[sel], bj[sel], bw[sel], ow, n2)
             out_r.append(r)
             out_c.append(c)
     return np.concatenate(out_r), np.concatenate(out_c)
 
 
-def _solve(i: np.ndarray, j: np.ndarray, w: np.ndarray, ow: float) -> tuple[np.ndarray, np.ndarray]:
-    """One LAPJVsp call on a union of components, rows and columns kept in their global order."""
-    ru, li = np.unique(i, return_inverse=True)
-    cu, lj = np.unique(j, return_inverse=True)
+def _solve(i: np.ndarray, j: np.ndarray, w: np.ndarray, ow: float, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """One LAPJVsp call on a union of components, rows and columns kept in their global order;
+    the CSR is built directly (edges sorted by (row, column), then each row's private column)."""
+    new_row = np.ones(i.size, dtype=bool)
+    new_row[1:] = i[1:] != i[:-1]
+    ru = i[new_row]
+    li = np.cumsum(new_row) - 1
+    cu, lj = _dense_ranks(j, n_cols)
     n1, n2 = len(ru), len(cu)
-    rows = np.concatenate([li, np.arange(n1)])
-    cols = np.concatenate([lj, n2 + np.arange(n1)])
-    cost = np.concatenate([w, np.full(n1, ow)])
-    graph = csr_matrix((cost, (rows, cols)), shape=(n1, n2 + n1))
+    per_row = np.bincount(li, minlength=n1)
+    indptr = np.zeros(n1 + 1, dtype=np.int64)
+    np.cumsum(per_row + 1, out=indptr[1:])
+    real_start = np.cumsum(per_row) - per_row  # first real edge of each row in the input
+    pos = indptr[li] + (np.arange(i.size) - real_start[li])
+    indices = np.empty(indptr[-1], dtype=np.int64)
+    data = np.empty(indptr[-1], dtype=np.float64)
+    indices[pos], data[pos] = lj, w
+    indices[indptr[1:] - 1], data[indptr[1:] - 1] = n2 + np.arange(n1), ow
+    graph = csr_matrix((data, indices, indptr), shape=(n1, n2 + n1))
     row_ind, col_ind = min_weight_full_bipartite_matching(graph)
     real = col_ind < n2
     return ru[row_ind[real]], cu[col_ind[real]]
@@ -168,7 +187,8 @@ def correspond_pixels(pred: np.ndarray, gt: np.ndarray, max_dist_px: float,
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape")
     p = np.argwhere(pred)
     i, j, d = candidate_pairs(p, gt, max_dist_px)
-    m1, m2 = match_pairs(i, j, d, len(p), gt.size, max_dist_px, outlier_cost)
+    order = np.lexsort((j, i))
+    m1, m2 = match_pairs(i[order], j[order], d[order], len(p), gt.size, max_dist_px, outlier_cost)
     out1 = np.zeros(pred.shape, dtype=bool)
     out1[p[m1, 0], p[m1, 1]] = True
     return out1, m2.reshape(gt.shape)
