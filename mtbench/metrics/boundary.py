@@ -270,7 +270,8 @@ class BoundaryEvaluator(Evaluator):
     rows/columns that are entirely ignore (padding) are cropped first, so the image diagonal that
     scales ``max_dist`` and the NMS border zone are those of the native image. Under a protocol that
     reads ground truth as a label map (SEISM), the 0/1 target is that map: its boundaries are
-    thin(seg2bmap(target)), as SEISM derives them from NYUD's edge PNGs. The state is a list of
+    thin(seg2bmap(target)), as SEISM derives them from NYUD's edge PNGs (for PASCAL-Context SEISM
+    reads the Context ``LabelMap``, which an edge target does not carry). The state is a list of
     images, not sums: ``state_tensors()`` is empty, so in distributed evaluation gather the
     predictions on one process before ``compute``.
     """

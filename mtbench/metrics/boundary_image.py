@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 
 from mtbench.metrics.boundary_match import candidate_pairs, match_pairs, max_dist_pixels
 from mtbench.metrics.boundary_nms import structured_edge_nms
@@ -86,10 +87,13 @@ def _counts(maps: list[np.ndarray], gt_maps: list[np.ndarray], radius: float) ->
         for t, m in enumerate(maps):
             counts[t] = (0, gt_total, 0, m.size)
         return counts
-    coords = np.stack(np.unravel_index(union, shape), axis=1)
     pairs = []
     for g in gt_maps:
+        # Only pixels within reach of this annotator's boundary can have a candidate.
+        near = np.flatnonzero(distance_transform_edt(~g).ravel()[union] <= radius) if g.any() else union[:0]
+        coords = np.stack(np.unravel_index(union[near], shape), axis=1)
         i, j, d = candidate_pairs(coords, g, radius)
+        i = near[i]
         j = (np.cumsum(g.ravel()) - 1)[j]  # GT pixel number, in index order
         order = np.lexsort((j, i))
         pairs.append((i[order], j[order], d[order], int(g.sum())))
