@@ -111,3 +111,14 @@ def test_leaderboard_title_names_the_edge_protocol():
            "config": {"recipe": {"eval": {"edge_protocol": "mtinet"}}}}
     (table,) = build_tables([rec])
     assert table.title.endswith("edge protocol mtinet")
+
+
+def test_protocol_thresholds_are_the_released_lists():
+    from mtbench.metrics.boundary import protocol_thresholds
+
+    # MTI-Net writes '%.2f' % v for v in np.arange(0.01, 1.00, 0.01); SEISM reads them with str2double.
+    written = [float("%.2f" % v) for v in np.arange(0.01, 1.00, 0.01)]
+    np.testing.assert_array_equal(protocol_thresholds("mtinet"), written)
+    hed = protocol_thresholds("seism")  # SEISM parameters/HED.txt
+    assert len(hed) == 101 and hed[0] == 0.001 and hed[1] == 0.01 and hed[-2] == 0.99 and hed[-1] == 0.999
+    np.testing.assert_array_equal(protocol_thresholds("bsds"), np.linspace(1 / 100, 99 / 100, 99))

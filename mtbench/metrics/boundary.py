@@ -60,12 +60,17 @@ def hed_thresholds() -> np.ndarray:
     return np.concatenate([[0.001], np.round(np.arange(1, 100) * 0.01, 2), [0.999]])
 
 
+NAMED_THRESHOLDS = {"hed": hed_thresholds, "mtinet": mtinet_thresholds}
+
+
 def resolve_thresholds(thresholds: int | str | Sequence[float] | np.ndarray) -> np.ndarray:
-    """n uniform thresholds, the named SEISM set ``"hed"`` (what recipes use for paper parity), or a list."""
+    """n uniform thresholds, a named set (``"hed"``: SEISM's HED.txt, ``"mtinet"``: 0.01..0.99 as
+    MTI-Net writes them), or an increasing list."""
     if isinstance(thresholds, str):
-        if thresholds != "hed":
-            raise ValueError(f"unknown threshold set '{thresholds}'; use 'hed', an integer count, or a list")
-        return hed_thresholds()
+        if thresholds not in NAMED_THRESHOLDS:
+            raise ValueError(f"unknown threshold set '{thresholds}'; use {', '.join(map(repr, NAMED_THRESHOLDS))}, "
+                             "an integer count, or a list")
+        return NAMED_THRESHOLDS[thresholds]()
     if isinstance(thresholds, (int, np.integer)):
         return uniform_thresholds(int(thresholds))
     thr = np.asarray(thresholds, dtype=np.float64).ravel()
@@ -213,10 +218,7 @@ def default_workers() -> int:
 
 def protocol_thresholds(protocol: str | EdgeProtocol) -> np.ndarray:
     """The thresholds a protocol sweeps by default (SEISM's HED list, MTI-Net's 0.01..0.99, BSDS's 99)."""
-    proto = get_protocol(protocol)
-    if proto.name == "mtinet":
-        return mtinet_thresholds()
-    return resolve_thresholds(proto.thresholds)
+    return resolve_thresholds(get_protocol(protocol).thresholds)
 
 
 def evaluate_boundaries(preds: Iterable[np.ndarray], gts: Iterable[Sequence[np.ndarray]], *, max_dist: float,

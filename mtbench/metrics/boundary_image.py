@@ -16,11 +16,11 @@ from scipy.ndimage import distance_transform_edt
 
 from mtbench.metrics.boundary_match import candidate_pairs, match_pairs, max_dist_pixels
 from mtbench.metrics.boundary_nms import structured_edge_nms
-from mtbench.metrics.boundary_thin import thin as thin_map
+from mtbench.metrics.boundary_thin import thin
 
 
 def evaluate_image(pred: np.ndarray, gts: Sequence[np.ndarray], thresholds: np.ndarray, max_dist: float, *,
-                   nms: bool = False, strict: bool = False, thin: bool = True, ignore: np.ndarray | None = None,
+                   nms: bool = False, strict: bool = False, ignore: np.ndarray | None = None,
                    kill: np.ndarray | None = None, kill_thinned: bool = False) -> np.ndarray:
     """Counts (T, 4) = cntR, sumR, cntP, sumP for one image; ``pred`` is float prob or uint8/255.
 
@@ -52,12 +52,11 @@ def evaluate_image(pred: np.ndarray, gts: Sequence[np.ndarray], thresholds: np.n
         drop = ~keep if keep is not None else np.zeros(prob.shape, dtype=bool)
         if kill is not None and kill_thinned:
             drop |= kill
-    maps = _thinned_maps(prob, thr, strict, thin, drop)
+    maps = _thinned_maps(prob, thr, strict, drop)
     return _counts(maps, gt_maps, max_dist_pixels(prob.shape, max_dist))
 
 
-def _thinned_maps(prob: np.ndarray, thr: np.ndarray, strict: bool, thin: bool,
-                  drop: np.ndarray | None) -> list[np.ndarray]:
+def _thinned_maps(prob: np.ndarray, thr: np.ndarray, strict: bool, drop: np.ndarray | None) -> list[np.ndarray]:
     """Flat indices of each threshold's (thinned) edge pixels; a map that equals the previous
     threshold's is the same array object, so its counts are copied rather than recomputed."""
     flat = prob.ravel()
@@ -70,8 +69,8 @@ def _thinned_maps(prob: np.ndarray, thr: np.ndarray, strict: bool, thin: bool,
             maps.append(maps[-1])
             continue
         bmap = prob > th if strict else prob >= th
-        if thin and sizes[t]:
-            bmap = thin_map(bmap)
+        if sizes[t]:
+            bmap = thin(bmap)
         if drop is not None:
             bmap &= ~drop
         maps.append(np.flatnonzero(bmap))

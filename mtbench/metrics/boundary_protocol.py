@@ -38,7 +38,6 @@ from scipy.ndimage import distance_transform_edt
 
 from mtbench.metrics.boundary_thin import thin
 
-HED_THRESHOLDS = "hed"
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class EdgeProtocol:
     name: str
     reproduces: str
     nms: bool
-    thresholds: str | int  # "hed" (SEISM's HED.txt), or n thresholds
+    thresholds: str | int  # "hed" (SEISM's HED.txt), "mtinet" (0.01..0.99), or n uniform thresholds
     strict: bool  # edge where prob > thr (SEISM's read_one_cont_png); else prob >= max(eps, thr)
     interpolated_ods: bool  # BSDS maxF between thresholds; else the best threshold itself
     ap_last_tie: bool  # AP keeps the last of repeated recall values; else the first
@@ -57,10 +56,10 @@ class EdgeProtocol:
 
 PROTOCOLS: dict[str, EdgeProtocol] = {
     "seism": EdgeProtocol("seism", "SEISM read_one_cont_png (ATRC, InvPT, TaskPrompter, MQTransformer)",
-                          nms=True, thresholds=HED_THRESHOLDS, strict=True, interpolated_ods=False,
+                          nms=True, thresholds="hed", strict=True, interpolated_ods=False,
                           ap_last_tie=False, seism_empty=True, gt_from_labels=True, kill_thinned=False),
     "mtinet": EdgeProtocol("mtinet", "MTI-Net's released SEISM script (read_one_png, no NMS)",
-                           nms=False, thresholds=99, strict=False, interpolated_ods=False,
+                           nms=False, thresholds="mtinet", strict=False, interpolated_ods=False,
                            ap_last_tie=False, seism_empty=True, gt_from_labels=True, kill_thinned=False),
     "bsds": EdgeProtocol("bsds", "BSDS500 benchmark (boundaryBench)", nms=False, thresholds=99, strict=False,
                          interpolated_ods=True, ap_last_tie=True, seism_empty=False, gt_from_labels=False,
