@@ -40,7 +40,7 @@ def synthetic_nyud(seed: int = 0, h: int = 425, w: int = 560) -> tuple[np.ndarra
 def minibench() -> tuple[list[np.ndarray], list[list[np.ndarray]]] | None:
     from PIL import Image
 
-    from mtbench.boundary_cli import load_ground_truth
+    from mtbench.cli.eval_boundary import load_ground_truth
 
     root = Path(__file__).resolve().parents[2] / "shared" / "data" / "bsds500_minibench"
     if not root.is_dir() and os.environ.get("MTBENCH_SHARED"):

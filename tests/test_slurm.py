@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtbench import engine, status_cli
+from mtbench import engine
+from mtbench.cli import status as status_cli
 from mtbench.cli import main
 from mtbench.config import RunConfig
 from mtbench.records import read_record
