@@ -177,8 +177,6 @@ class RunJob(Checkpointable):
         if self._pending is not None:
             _log(f"{self.cfg['run_id']}: checkpoint saved at iteration {it}/{self._total}")
             self._handover(self._pending, None)  # submitit: checkpoint() -> requeue -> exit
-        if it % max(1, self._total // 10) == 0:
-            _log(f"{self.cfg['run_id']}: iteration {it}/{self._total}")
         self._phase = "train" if it < self._total else "evaluate"
 
 
