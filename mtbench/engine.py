@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mtbench import checkpoint
+from mtbench import checkpoint, threads
 from mtbench.config import RunConfig
 from mtbench.data.loader import eval_loader, train_loader
 from mtbench.distributed import all_reduce_sum, barrier, context, device_names, per_device_batch, prepare_model
@@ -89,6 +89,7 @@ def run(
     ctx = context()
     local_batch = per_device_batch(recipe["batch_size"], ctx.world_size)
     started = datetime.now(timezone.utc).isoformat()
+    thread_plan = threads.apply(recipe["num_workers"])
     seed_everything(cfg.seed)
     train_ds, val_ds = build_data(cfg, run_dir.parent.parent / "cache")
     info = train_ds.info
@@ -200,6 +201,7 @@ def run(
         "train_images_per_s": (total - start) * recipe["batch_size"] / train_time if train_time > 0 else None,
         "peak_memory": peak_memory_mb(device),
         "precision": "bf16-autocast" if use_amp else "fp32",
+        "threads": thread_plan,
         "environment": environment(device),
         "started_at": started, "finished_at": datetime.now(timezone.utc).isoformat(),
     }
