@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -104,41 +103,3 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _worker(rank: int, cfg_dict: dict, run_dir: str, world: int, port: int, device_name: str, attempt: int) -> None:
-    from mtbench import engine
-    from mtbench.config import RunConfig
-    from mtbench.records import write_record
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
-    use_cuda = device_name != "cpu" and torch.cuda.is_available()
-    if use_cuda:
-        torch.cuda.set_device(rank)
-        device = torch.device("cuda", rank)
-    else:
-        device = torch.device("cpu")
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))  # don't oversubscribe the cores
-    dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world)
-    try:
-        record = engine.run(RunConfig.from_dict(cfg_dict), Path(run_dir), device=device)
-        if rank == 0:
-            write_record(Path(run_dir), {**record, "attempt": attempt})
-    finally:
-        dist.destroy_process_group()
-
-
-def spawn_run(cfg, run_dir: Path, devices: int, device_name: str, attempt: int) -> dict[str, Any]:
-    """One run as ``devices`` processes on this machine (gloo on CPU, NCCL on GPUs); rank 0 writes the
-    record, which is returned. A worker's exception is raised here, after the others are stopped."""
-    import torch.multiprocessing as mp
-
-    from mtbench.records import RECORD_NAME, read_record
-
-    if device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available()):
-        if torch.cuda.device_count() < devices:
-            raise ValueError(f"--devices {devices} asked for, but only {torch.cuda.device_count()} CUDA devices are "
-                             f"visible")
-    mp.spawn(_worker, args=(cfg.to_dict(), str(run_dir), devices, free_port(), device_name, attempt), nprocs=devices)
-    return read_record(Path(run_dir) / RECORD_NAME)

@@ -1,7 +1,6 @@
 """Train one run, evaluate it, and return its record. Knows no method, task or dataset by name."""
 from __future__ import annotations
 
-import math
 import random
 import time
 from contextlib import nullcontext
@@ -11,9 +10,9 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mtbench import checkpoint
+from mtbench import checkpoint, threads
 from mtbench.config import RunConfig
 from mtbench.data.loader import eval_loader, train_loader
 from mtbench.distributed import all_reduce_sum, barrier, context, device_names, per_device_batch, prepare_model
@@ -21,15 +20,20 @@ from mtbench.evaluation import autocast, evaluate, evaluate_trivial, fit_priors,
 from mtbench.optim import build_optimizer, build_scheduler
 from mtbench.profiling import count_flops, environment, param_counts, peak_memory_mb, reset_peak_memory
 from mtbench.registry import BACKBONES, DATASETS, METHODS, TASKS
-
-
-class NonFiniteLoss(RuntimeError):
-    """Training diverged; the run is recorded as failed rather than producing garbage metrics."""
+from mtbench.train_log import NonFiniteLoss, TrainLog, stdout_is_terminal  # noqa: F401 (NonFiniteLoss: API)
 
 
 def make_progress(disable: bool = False) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(), disable=disable, transient=True)
+    """Bars that fit an 80-column terminal: short labels, a fixed-width bar, count, status, time left."""
+    return Progress(TextColumn("[bold]{task.description}", markup=False), BarColumn(bar_width=20),
+                    TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[status]}", markup=False),
+                    TimeRemainingColumn(), disable=disable or not stdout_is_terminal(), transient=True)
+
+
+def short_name(cfg: RunConfig) -> str:
+    """A progress label: method, the task of a single-task run, seed (the run id is too long for a bar)."""
+    task = f" {cfg.tasks[0]}" if len(cfg.tasks) == 1 else ""
+    return f"{cfg.method}{task} s{cfg.seed}"
 
 
 def seed_everything(seed: int) -> None:
@@ -85,6 +89,7 @@ def run(
     ctx = context()
     local_batch = per_device_batch(recipe["batch_size"], ctx.world_size)
     started = datetime.now(timezone.utc).isoformat()
+    thread_plan = threads.apply(recipe["num_workers"])
     seed_everything(cfg.seed)
     train_ds, val_ds = build_data(cfg, run_dir.parent.parent / "cache")
     info = train_ds.info
@@ -106,6 +111,7 @@ def run(
     reset_peak_memory(device)
 
     def save(it: int) -> None:
+        log.flush()  # raises on a non-finite loss: a diverged state is never checkpointed
         if ctx.is_main:  # one writer; every rank resumes from the same file
             checkpoint.save(ckpt_dir, model, optimizer, scheduler, it, {"history": history})
         barrier()
@@ -113,40 +119,46 @@ def run(
     own_progress = progress is None
     progress = progress or make_progress(disable=not ctx.is_main)
     live = progress if own_progress else nullcontext()
+    log = TrainLog(run_dir, short_name(cfg), total, start, recipe["batch_size"], is_main=ctx.is_main,
+                   reduce=all_reduce_sum, world_size=ctx.world_size)
+    primary = {t: task.primary_metric for t, task in tasks.items()}
     t0 = time.perf_counter()
     with live:
-        bar = progress.add_task(f"train {cfg.run_id}", total=total, completed=start, status="")
+        bar = progress.add_task(short_name(cfg), total=total, completed=start, status="")
         net.train()
         loader = train_loader(train_ds, recipe["batch_size"], cfg.seed, start, total, recipe["num_workers"], pin,
                               ctx.rank, ctx.world_size)
+        t_end = time.perf_counter()
         for it, batch in enumerate(loader, start=start):
+            t_data = time.perf_counter()
             images = batch["image"].to(device, non_blocking=True)
+            targets = {t: batch[t].to(device, non_blocking=True) for t in tasks}  # once, for every output level
             with autocast(device, use_amp):
                 out = net(images)
-            targets = {t: batch[t].to(device, non_blocking=True) for t in tasks}  # once, for every output level
-            loss = sum(weights[t] * tasks[t].loss(out["final"][t], targets[t]) for t in tasks)
-            for aux in out.get("aux", {}).values():
-                loss = loss + sum(weights[t] * tasks[t].loss(aux[t], targets[t]) for t in aux)
+            losses = task_losses(out, targets, tasks, weights)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            sum(losses.values()).backward()
             if recipe.get("grad_clip"):
                 torch.nn.utils.clip_grad_norm_(model.parameters(), float(recipe["grad_clip"]))
+            lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
             done = it + 1
-            if done % 10 == 0 or done == total:  # one host sync every 10 steps, not every step
-                value = float(all_reduce_sum(loss.detach().float().clone())) / ctx.world_size
-                if not math.isfinite(value):
-                    raise NonFiniteLoss(f"loss is {value} at iteration {done}; lower the lr or enable grad_clip")
-                progress.update(bar, completed=done, status=f"loss {value:.4f}")
+            now = time.perf_counter()
+            log.step(done, losses, lr, now - t_end, t_data - t_end)
+            if log.last_loss is not None and done % log.sync_every == 0:
+                progress.update(bar, completed=done, status=f"loss {log.last_loss:.4f}")
             if recipe["eval_every"] and done % recipe["eval_every"] == 0 and done < total:
                 metrics = _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress)
                 history.append({"iteration": done, "metrics": metrics})
+                log.evaluation(done, metrics, primary)
                 net.train()
             if done % recipe["checkpoint_every"] == 0 and done < total:
                 save(done)
             if on_iteration:
                 on_iteration(done, lambda d=done: save(d))
+            t_end = time.perf_counter()
+        log.flush()
         progress.update(bar, completed=total)
         progress.remove_task(bar)  # the launcher prints one summary line per finished run
         train_time = time.perf_counter() - t0
@@ -154,6 +166,7 @@ def run(
         metrics = _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress,
                             pred_dir=run_dir / "predictions")
         eval_time = time.perf_counter() - t1
+        log.evaluation(total, metrics, primary)
         shard = {"rank": ctx.rank, "world_size": ctx.world_size}
         priors = fit_priors(eval_loader(train_ds, local_batch, recipe["num_workers"], False, **shard), tasks, info)
         trivial = evaluate_trivial(priors, eval_loader(val_ds, local_batch, recipe["num_workers"], False, **shard),
@@ -167,11 +180,12 @@ def run(
         "seed": cfg.seed, "recipe_name": recipe["name"], "setting_key": cfg.setting_key,
         "single_task_reference": bool(getattr(METHODS.get(cfg.method), "single_task", False)),
         "metrics": metrics,
-        "primary_metrics": {t: task.primary_metric for t, task in tasks.items()},
+        "primary_metrics": primary,
         "higher_is_better": {t: {m: task.higher_is_better(m) for m in metrics[t] if m != "loss" and "/" not in m}
                              for t, task in tasks.items()},
         "trivial": trivial,
         "history": history,
+        "training": log.summary(),
         "iterations": total, "resumed_from": start,
         "params": param_counts(model),
         "backbone_info": describe(backbone),
@@ -187,9 +201,20 @@ def run(
         "train_images_per_s": (total - start) * recipe["batch_size"] / train_time if train_time > 0 else None,
         "peak_memory": peak_memory_mb(device),
         "precision": "bf16-autocast" if use_amp else "fp32",
+        "threads": thread_plan,
         "environment": environment(device),
         "started_at": started, "finished_at": datetime.now(timezone.utc).isoformat(),
     }
+
+
+def task_losses(out: dict[str, Any], targets: dict[str, torch.Tensor], tasks: dict[str, Any],
+                weights: dict[str, float]) -> dict[str, torch.Tensor]:
+    """Each task's weighted loss, its deep-supervision terms included: what a weighting strategy combines."""
+    losses = {t: weights[t] * tasks[t].loss(out["final"][t], targets[t]) for t in tasks}
+    for aux in out.get("aux", {}).values():
+        for t in aux:
+            losses[t] = losses[t] + weights[t] * tasks[t].loss(aux[t], targets[t])
+    return losses
 
 
 def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress, pred_dir=None):

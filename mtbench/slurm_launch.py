@@ -1,7 +1,7 @@
 """The SLURM executor: one submitit job array per grid; each run a :class:`RunJob` that
 checkpoints and requeues itself on SLURM's preemption / time-limit signal.
 
-Shared per-run bookkeeping (attempts, the retry policy, ``slurm.json``) lives in ``launch``.
+Shared per-run bookkeeping (attempts, the retry policy, ``slurm.json``) lives in ``runstate``.
 """
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import time
 import traceback
 from datetime import datetime
@@ -21,69 +20,12 @@ from rich.console import Console
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from mtbench.config import RunConfig
-from mtbench.launch import (ACTIVE_STATES, CONFIG_FILE, DEFAULT_MAX_RETRIES, SLURM_FILE, RUNNING_STATES, decide, max_retries_from, now,
-                            read_json, reconcile, slurm_jobs, summary, write_json)
 from mtbench.records import RECORD_NAME, failed_record, finished, runs_dir, write_record
+from mtbench.runstate import (ACTIVE_STATES, CONFIG_FILE, DEFAULT_MAX_RETRIES, SLURM_FILE, RUNNING_STATES, decide,
+                              max_retries_from, now, read_json, reconcile, summary, write_json)
+from mtbench.slurm_query import query_slurm, tracked_states
 
 CLUSTER_DIR = Path(__file__).resolve().parent.parent / "slurm"
-
-
-# --- SLURM: querying ---------------------------------------------------------------------------------------
-
-def _expand_ids(job_id: str) -> list[str]:
-    """'12_[0-2,5%2]' -> ['12_0', '12_1', '12_2', '12_5']; plain ids unchanged."""
-    if "_[" not in job_id:
-        return [job_id]
-    base, rest = job_id.split("_[", 1)
-    out = []
-    for part in rest.rstrip("]").split("%")[0].split(","):
-        lo, _, hi = part.partition("-")
-        out += [f"{base}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
-    return out
-
-
-def query_slurm(job_ids: list[str]) -> dict[str, str] | None:
-    """SLURM job id (``12`` or ``12_3``) -> state: squeue for live jobs, sacct for ended ones; a job
-    neither knows is UNKNOWN. None when this machine has no SLURM client or the controller is down."""
-    if not job_ids:
-        return {}
-    if shutil.which("squeue") is None:
-        return None
-    listing = ["squeue", "-h", "-r", "--states=all", "-o", "%i|%T"]
-    for cmd in (listing + ["-j", ",".join(sorted({j.split("_")[0] for j in job_ids}))], listing):
-        try:  # by id (any user's jobs: a shared results dir); one id squeue has forgotten fails: list all
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
-            break
-        except subprocess.CalledProcessError:
-            continue
-        except (subprocess.SubprocessError, OSError):
-            return None
-    else:
-        return None
-    live = {}
-    for line in out.splitlines():
-        jid, _, state = line.strip().partition("|")
-        for j in _expand_ids(jid):
-            live[j] = state
-    states = {j: live[j] for j in job_ids if j in live}
-    missing = sorted({j.split("_")[0] for j in job_ids if j not in states})
-    if missing and shutil.which("sacct"):
-        try:
-            out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(missing)],
-                                 capture_output=True, text=True, timeout=60, check=True).stdout
-            for line in out.splitlines():
-                jid, _, state = line.strip().partition("|")
-                for j in _expand_ids(jid):
-                    if j in job_ids and j not in states:
-                        states[j] = state.split()[0] if state else "UNKNOWN"
-        except (subprocess.SubprocessError, OSError):
-            pass
-    return {j: states.get(j, "UNKNOWN") for j in job_ids}
-
-
-def tracked_states(results_dir: Path, run_ids: list[str]) -> dict[str, str] | None:
-    ids = [j["job_id"] for r in run_ids for j in slurm_jobs(runs_dir(results_dir) / r)[-1:]]
-    return query_slurm(ids)
 
 
 # --- SLURM: the job -----------------------------------------------------------------------------------------
@@ -235,8 +177,6 @@ class RunJob(Checkpointable):
         if self._pending is not None:
             _log(f"{self.cfg['run_id']}: checkpoint saved at iteration {it}/{self._total}")
             self._handover(self._pending, None)  # submitit: checkpoint() -> requeue -> exit
-        if it % max(1, self._total // 10) == 0:
-            _log(f"{self.cfg['run_id']}: iteration {it}/{self._total}")
         self._phase = "train" if it < self._total else "evaluate"
 
 

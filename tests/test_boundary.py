@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from scipy import ndimage as ndi
 
-from mtbench.boundary_cli import add_arguments, run
+from mtbench.cli.eval_boundary import add_arguments, run
 from mtbench.metrics.boundary import (BoundaryEvaluator, evaluate_boundaries, hed_thresholds, summarize,
                                       uniform_thresholds)
 from mtbench.metrics.boundary_match import correspond_pixels

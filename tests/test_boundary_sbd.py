@@ -16,7 +16,7 @@ import scipy.sparse
 from PIL import Image
 from skimage.morphology import thin as skimage_thin
 
-from mtbench.boundary_cli import add_arguments, run
+from mtbench.cli.eval_boundary import add_arguments, run
 
 REPO = Path(__file__).resolve().parents[1]
 SBD_BENCH = Path(__file__).parent / "data" / "sbd_bench"

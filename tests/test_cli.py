@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from mtbench.cli import main, run_parser
+from mtbench.cli import main
+from mtbench.cli.run import parser as run_parser
 
 
 def test_help_documents_every_option(capsys):

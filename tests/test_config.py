@@ -1,7 +1,7 @@
 """Recipes, overrides, run ids and registry errors: bad input gets a message that names the fix."""
 import pytest
 
-from mtbench.cli import parse_seeds
+from mtbench.cli.run import parse_seeds
 from mtbench.config import ConfigError, RunConfig, load_recipe
 from mtbench.data.base import parse_tasks
 from mtbench.data.loader import IterationBatchSampler

@@ -11,10 +11,11 @@ import cloudpickle
 import pytest
 import torch
 
-from mtbench import engine, launch, slurm_launch, status_cli
+from mtbench import engine, launch, runstate, slurm_launch, slurm_query
+from mtbench.cli import status as status_cli
 from mtbench.cli import main
 from mtbench.config import RunConfig
-from mtbench.launch import Decision, decide, reconcile
+from mtbench.runstate import Decision, decide, reconcile
 from mtbench.slurm_launch import RunJob
 from mtbench.records import read_record, write_record
 
@@ -25,12 +26,12 @@ def cfg_for(recipe, method="single", tasks=("depth",), seed=0):
 
 def make_run(results, cfg, record=None, jobs=None):
     run_dir = results / "runs" / cfg.run_id
-    launch.write_json(run_dir / "config.json", cfg.to_dict())
+    runstate.write_json(run_dir / "config.json", cfg.to_dict())
     if record is not None:
         write_record(run_dir, {"run_id": cfg.run_id, "config": cfg.to_dict(), "setting_key": cfg.setting_key,
                                **record})
     if jobs is not None:
-        launch.write_json(run_dir / "slurm.json", {"run_id": cfg.run_id, "jobs": jobs})
+        runstate.write_json(run_dir / "slurm.json", {"run_id": cfg.run_id, "jobs": jobs})
     return run_dir
 
 
@@ -133,7 +134,7 @@ def test_run_slurm_does_not_resubmit_a_queued_run(tmp_path, tiny_recipe, monkeyp
     monkeypatch.setattr(slurm_launch.shutil, "which", lambda name: None)  # submitting would raise
     cfg = cfg_for(tiny_recipe)
     make_run(tmp_path, cfg, None, [{"job_id": "7_0", "attempt": 1}])
-    monkeypatch.setattr(slurm_launch, "query_slurm", lambda ids: {i: "PENDING" for i in ids})
+    monkeypatch.setattr(slurm_query, "query_slurm", lambda ids: {i: "PENDING" for i in ids})
     out = slurm_launch.run_slurm([cfg], tmp_path, slurm_args(tmp_path, force=True))
     assert out == {cfg.run_id: "skipped (SLURM job 7_0 pending)"}
 
@@ -146,11 +147,11 @@ def test_query_slurm_reads_squeue_then_sacct(tmp_path, monkeypatch):
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    assert slurm_launch.query_slurm(["12_0", "12_1", "12_4", "9", "8"]) == {
+    assert slurm_query.query_slurm(["12_0", "12_1", "12_4", "9", "8"]) == {
         "12_0": "COMPLETED", "12_1": "RUNNING", "12_4": "PENDING", "9": "CANCELLED", "8": "UNKNOWN"}
-    assert slurm_launch.query_slurm([]) == {}
+    assert slurm_query.query_slurm([]) == {}
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
-    assert slurm_launch.query_slurm(["1"]) is None  # no SLURM here
+    assert slurm_query.query_slurm(["1"]) is None  # no SLURM here
 
 
 # --- cluster configs -> submitit -> sbatch -----------------------------------------------------------------
@@ -273,7 +274,7 @@ def test_status_table_shows_every_state_failed_logs_and_the_leaderboard(tmp_path
                    "TIME LIMIT ***\n")
     make_run(tmp_path, lost, None, [{"job_id": "41_3", "attempt": 1, "stderr": str(err)}])
     local = make_run(tmp_path, cfg_for(recipe, seed=4))
-    launch.write_json(local / "local.json", {"pid": os.getpid(), "host": socket.gethostname()})
+    runstate.write_json(local / "local.json", {"pid": os.getpid(), "host": socket.gethostname()})
     make_run(tmp_path, cfg_for(recipe, seed=5))  # config only: not started
     monkeypatch.setattr(status_cli, "query_slurm", lambda ids: {"41_2": "PENDING", "41_3": "TIMEOUT"})
     monkeypatch.setenv("COLUMNS", "250")

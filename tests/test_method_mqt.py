@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from methods.mqtransformer import DEFAULTS, dead_parameter_names
-from mtbench import profile_cli
+from mtbench.cli import profile as profile_cli
 from mtbench.data.base import TASK_SETS, DatasetInfo
 from mtbench.registry import BACKBONES, DATASETS, METHODS
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtbench import engine, status_cli
+from mtbench import engine
+from mtbench.cli import status as status_cli
 from mtbench.cli import main
 from mtbench.config import RunConfig
 from mtbench.records import read_record
@@ -95,7 +96,7 @@ def test_grid_on_slurm_survives_preemption_and_is_not_resubmitted(cluster, slurm
     def training_run():  # a run whose job is in the middle of training
         for run_id, (job,) in jobs.items():
             log = Path(job["stdout"]).read_text() if Path(job["stdout"]).exists() else ""
-            if re.search(rf"iteration \d+/{ITERATIONS}\n", log) and f"iteration {ITERATIONS}/" not in log:
+            if re.search(rf"\bit \d+/{ITERATIONS} ", log) and f"it {ITERATIONS}/" not in log:
                 return run_id, job["job_id"]
         return None
 
@@ -194,7 +195,7 @@ def test_two_process_run_on_slurm_writes_one_record_and_survives_a_requeue(clust
 
     def mid_training():
         log = stdout.read_text() if stdout.exists() else ""
-        return re.search(rf"iteration \d+/{ITERATIONS}\n", log) and f"iteration {ITERATIONS}/" not in log
+        return re.search(rf"\bit \d+/{ITERATIONS} ", log) and f"it {ITERATIONS}/" not in log
 
     wait_until("the 2-process job to be training", mid_training)
     assert "rank 0 of 2" in stdout.read_text()

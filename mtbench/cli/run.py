@@ -1,29 +1,15 @@
-"""Command line: ``python bench.py [run options]`` runs a grid; subcommands do the rest."""
+"""``python bench.py [options]``: expand a grid of runs, execute it (locally or on SLURM), write the leaderboard."""
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 from rich.console import Console
 
-SUBCOMMANDS = {
-    "leaderboard": "rebuild the leaderboard from the run records in a results directory",
-    "status": "one table of a grid: done / running / pending / failed per run, then the leaderboard",
-    "eval-boundary": "score a folder of PNG edge maps by the BSDS protocol (odsF / oisF / AP), no MATLAB",
-    "data": "'data check': verify a dataset folder (counts, shapes, ranges, unreadable files)",
-    "profile": "params, GFLOPs, memory and images/s of methods at a dataset's input size",
-}
-# subcommand -> module with add_arguments(parser) and run(args) -> int (imported on use)
-SUBCOMMAND_MODULES = {
-    "status": "mtbench.status_cli",
-    "eval-boundary": "mtbench.boundary_cli",
-    "profile": "mtbench.profile_cli",
-}
+from mtbench.cli.commands import SUBCOMMANDS
 
 EPILOG = "subcommands (each has its own --help):\n" + "\n".join(
-    f"  python bench.py {name:<14} {text}" for name, text in SUBCOMMANDS.items()
+    f"  python bench.py {name:<14} {text}" for name, (_, text) in SUBCOMMANDS.items()
 ) + """
 
 examples:
@@ -32,6 +18,7 @@ examples:
   python bench.py --methods baseline --dataset nyud --data-dir /data/NYUDv2 --recipe nyud
   python bench.py leaderboard results
 """
+
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -48,7 +35,7 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def run_parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bench.py",
         description="mtbench: train and evaluate multi-task dense prediction methods, then write a Δm leaderboard. "
@@ -103,52 +90,7 @@ def run_parser() -> argparse.ArgumentParser:
     return p
 
 
-def leaderboard_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bench.py leaderboard", description=SUBCOMMANDS["leaderboard"])
-    p.add_argument("results_dir", help="a results directory (holding runs/<run_id>/record.json)")
-    p.add_argument("--out", default=None, help="output directory (default: <results_dir>/leaderboards)")
-    return p
-
-
-def module_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
-    import importlib
-
-    module = importlib.import_module(SUBCOMMAND_MODULES[name])
-    p = argparse.ArgumentParser(prog=f"bench.py {name}", description=SUBCOMMANDS[name])
-    module.add_arguments(p)
-    return p, module
-
-
-def data_parser() -> argparse.ArgumentParser:
-    from mtbench.data import check
-
-    p = argparse.ArgumentParser(prog="bench.py data", description=SUBCOMMANDS["data"])
-    sub = p.add_subparsers(dest="action", required=True)
-    check.add_arguments(sub.add_parser("check", help="verify a dataset folder"))
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from local files only
-    console = Console()
-    try:
-        if argv and argv[0] == "leaderboard":
-            return cmd_leaderboard(leaderboard_parser().parse_args(argv[1:]), console)
-        if argv and argv[0] == "data":
-            from mtbench.data import check
-
-            return check.run(data_parser().parse_args(argv[1:]))
-        if argv and argv[0] in SUBCOMMAND_MODULES:
-            parser, module = module_parser(argv[0])
-            return module.run(parser.parse_args(argv[1:]))
-        return cmd_run(run_parser().parse_args(argv), console)
-    except (ValueError, KeyError, OSError, RuntimeError) as e:
-        console.print(f"[bold red]error:[/bold red] {e}", soft_wrap=True)
-        return 2
-
-
-def cmd_list(console: Console) -> int:
+def list_registered(console: Console) -> int:
     from mtbench.config import recipe_names
     from mtbench.registry import BACKBONES, DATASETS, METHODS, TASKS
 
@@ -158,7 +100,8 @@ def cmd_list(console: Console) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace, console: Console) -> int:
+def run(args: argparse.Namespace, console: Console | None = None) -> int:
+    console = console or Console()
     from mtbench.config import load_recipe
     from mtbench.data.base import parse_tasks
     from mtbench.launch import GridSpec, expand_grid, run_local
@@ -166,7 +109,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from mtbench.registry import DATASETS
 
     if args.list:
-        return cmd_list(console)
+        return list_registered(console)
     recipe = load_recipe(args.recipe, args.overrides)
     builder = DATASETS.get(args.dataset)
     tasks = parse_tasks(args.tasks, getattr(builder, "default_tasks", ("semseg", "depth", "normals", "edge")))
@@ -195,7 +138,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
         if args.no_wait:
             return 0
     else:
-        from mtbench.launch import max_retries_from
+        from mtbench.runstate import max_retries_from
 
         outcome = run_local(runs, Path(args.results), args.device, args.force, console, max_retries_from(args),
                             devices=args.devices)
@@ -209,16 +152,4 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     if failed:
         console.print(f"[red]{len(failed)} run(s) failed:[/red] {', '.join(failed)}")
         return 1
-    return 0
-
-
-def cmd_leaderboard(args: argparse.Namespace, console: Console) -> int:
-    from mtbench.leaderboard import to_markdown, write_leaderboard
-
-    tables, path = write_leaderboard(Path(args.results_dir), Path(args.out) if args.out else None)
-    for t in tables:
-        console.print(to_markdown(t), markup=False, highlight=False, soft_wrap=True)
-    if not tables:
-        console.print("no finished runs found")
-    console.print(f"leaderboard written to {path}")
     return 0

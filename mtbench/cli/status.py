@@ -14,9 +14,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from mtbench.launch import ACTIVE_STATES, CONFIG_FILE, LOCAL_FILE, RUNNING_STATES, read_json, slurm_jobs, summary
-from mtbench.slurm_launch import query_slurm
 from mtbench.records import RECORD_NAME, runs_dir
+from mtbench.runstate import ACTIVE_STATES, CONFIG_FILE, LOCAL_FILE, RUNNING_STATES, read_json, slurm_jobs, summary
+from mtbench.slurm_query import query_slurm
 
 STYLE = {"done": "green", "running": "cyan", "pending": "yellow", "failed": "red", "incomplete": "magenta"}
 
