@@ -122,3 +122,12 @@ def test_protocol_thresholds_are_the_released_lists():
     hed = protocol_thresholds("seism")  # SEISM parameters/HED.txt
     assert len(hed) == 101 and hed[0] == 0.001 and hed[1] == 0.01 and hed[-2] == 0.99 and hed[-1] == 0.999
     np.testing.assert_array_equal(protocol_thresholds("bsds"), np.linspace(1 / 100, 99 / 100, 99))
+
+
+def test_seism_ois_picks_thresholds_by_the_printed_f():
+    # F = 0.5 and 0.5000001 at the two thresholds: SEISM's results file holds both as 0.500000, and
+    # MATLAB's max takes the first; BSDS compares the exact values.
+    counts = _one_image([5_000_000, 10_000_000, 5_000_000, 10_000_000], [5_000_001, 10_000_000, 5_000_001, 10_000_000])
+    thr = np.array([0.3, 0.6])
+    assert summarize(thr, counts, "seism").ois_r == 0.5
+    assert summarize(thr, counts, "bsds").ois_r == pytest.approx(0.5000001, abs=1e-12)

@@ -171,7 +171,8 @@ def summarize(thresholds: np.ndarray, counts: np.ndarray, protocol: str | EdgePr
     for n, c in enumerate(counts):
         r, p = _ratios(c, proto.seism_empty)
         per_image[n] = _interpolated_best(thr, r, p)
-        best += c[int(np.argmax(_fmeasure(r, p)))]  # OIS: each image at its own best threshold
+        f = np.round(_fmeasure(r, p), 6) if proto.printed_image_f else _fmeasure(r, p)
+        best += c[int(np.argmax(f))]  # OIS: each image at its own best threshold (first of equals)
     R, P = _ratios(counts.sum(axis=0), proto.seism_empty, pooled=True)
     F = _fmeasure(R, P)
     (ods_thr, ods_r, ods_p, ods_f), ap = curve_scores(thr, R, P, proto)

@@ -11,7 +11,8 @@ The multi-task papers do not all score boundaries alike, and the differences mov
             where the NMS output is strictly greater than the threshold, thinning; ground truth is
             read as a label map whose boundaries are ``thin(seg2bmap(.))`` (``edgesEvalImg``); ODS is
             the plain maximum over thresholds (``general_ods``); AP keeps the first of repeated
-            recalls (MATLAB's ``unique`` since R2013a, ``general_ap``); an empty map has P = 1.
+            recalls (MATLAB's ``unique`` since R2013a, ``general_ap``); an empty map has P = 1; OIS
+            takes each image's best threshold by its F as written to the results file (``%f``).
 ``mtinet``  MTI-Net's public evaluation (SimonVandenhende/Multi-Task-Learning-PyTorch,
             ``evaluation/eval_edge.py`` + ``evaluation/seism/read_one_png.m``): SEISM without NMS,
             99 thresholds 0.01 ... 0.99, edge where prob >= threshold; otherwise as ``seism``.
@@ -52,21 +53,24 @@ class EdgeProtocol:
     seism_empty: bool  # SEISM's P/R for empty maps (P = 1 without predictions); else BSDS's (0)
     gt_from_labels: bool  # ground truth is a label map, boundaries = thin(seg2bmap(.))
     kill_thinned: bool  # kill_internal on the thinned map (SBD benchmark); else before thinning
+    printed_image_f: bool  # OIS picks each image's threshold by F as SEISM writes it ('%f', 6 decimals)
 
 
 PROTOCOLS: dict[str, EdgeProtocol] = {
     "seism": EdgeProtocol("seism", "SEISM read_one_cont_png (ATRC, InvPT, TaskPrompter, MQTransformer)",
                           nms=True, thresholds="hed", strict=True, interpolated_ods=False,
-                          ap_last_tie=False, seism_empty=True, gt_from_labels=True, kill_thinned=False),
+                          ap_last_tie=False, seism_empty=True, gt_from_labels=True, kill_thinned=False,
+                          printed_image_f=True),
     "mtinet": EdgeProtocol("mtinet", "MTI-Net's released SEISM script (read_one_png, no NMS)",
                            nms=False, thresholds="mtinet", strict=False, interpolated_ods=False,
-                           ap_last_tie=False, seism_empty=True, gt_from_labels=True, kill_thinned=False),
+                           ap_last_tie=False, seism_empty=True, gt_from_labels=True, kill_thinned=False,
+                           printed_image_f=True),
     "bsds": EdgeProtocol("bsds", "BSDS500 benchmark (boundaryBench)", nms=False, thresholds=99, strict=False,
                          interpolated_ods=True, ap_last_tie=True, seism_empty=False, gt_from_labels=False,
-                         kill_thinned=True),
+                         kill_thinned=True, printed_image_f=False),
     "sbd": EdgeProtocol("sbd", "SBD class-wise benchmark (Hariharan et al.)", nms=False, thresholds=99,
                         strict=False, interpolated_ods=True, ap_last_tie=True, seism_empty=False,
-                        gt_from_labels=False, kill_thinned=True),
+                        gt_from_labels=False, kill_thinned=True, printed_image_f=False),
 }
 DEFAULT_PROTOCOL = "seism"  # what the NYUD/PASCAL tables of InvPT and MQTransformer used
 
