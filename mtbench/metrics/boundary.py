@@ -24,7 +24,6 @@ from __future__ import annotations
 import itertools
 import math
 import multiprocessing as mp
-import os
 import zlib
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 
 from mtbench.metrics.base import Evaluator
+from mtbench.threads import cpu_budget
 from mtbench.metrics.boundary_image import evaluate_image
 from mtbench.metrics.boundary_protocol import (DEFAULT_PROTOCOL, EdgeProtocol, get_protocol, kill_mask,
                                                label_boundaries, mtinet_thresholds, seg2bmap)
@@ -214,7 +214,8 @@ def _ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -
 
 
 def default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
+    """Worker processes come out of this process's CPU budget (affinity, SLURM, OMP_NUM_THREADS), at most 8."""
+    return min(cpu_budget(), 8)
 
 
 def protocol_thresholds(protocol: str | EdgeProtocol) -> np.ndarray:
@@ -235,7 +236,7 @@ def evaluate_boundaries(preds: Iterable[np.ndarray], gts: Iterable[Sequence[np.n
     (``gt_from_labels``: any 0/1 edge map is a label map too), else boundary maps. ``thresholds``
     and ``nms`` default to the protocol's. ``ignore_masks``: per-image pixels to leave out.
     ``segments``: per-image masks of the class's own segment for kill_internal (SBD), or None.
-    Results do not depend on ``workers`` (default ``min(cpu count, 8)``).
+    Results do not depend on ``workers`` (default: the CPU budget, at most 8).
     """
     proto = get_protocol(protocol)
     thr = protocol_thresholds(proto) if thresholds is None else resolve_thresholds(thresholds)
