@@ -18,6 +18,7 @@ from mtbench.config import RunConfig
 from mtbench.data.loader import eval_loader, train_loader
 from mtbench.distributed import all_reduce_sum, barrier, context, device_names, per_device_batch, prepare_model
 from mtbench.evaluation import autocast, evaluate, evaluate_trivial, fit_priors, subset_ids
+from mtbench.objective import training_loss
 from mtbench.optim import build_optimizer, build_scheduler
 from mtbench.profiling import count_flops, environment, param_counts, peak_memory_mb, reset_peak_memory
 from mtbench.registry import BACKBONES, DATASETS, METHODS, TASKS
@@ -101,6 +102,7 @@ def run(
     start, extra = checkpoint.load_latest(ckpt_dir, model, optimizer, scheduler, device)
     history: list[dict[str, Any]] = extra.get("history", [])
     weights = {t: task.weight(info) for t, task in tasks.items()}
+    aux_losses = getattr(model, "aux_losses", None)  # deep supervision that is not the task's own output
     use_amp = bool(recipe["amp"]) and device.type == "cuda"
     pin = device.type == "cuda"
     reset_peak_memory(device)
@@ -124,9 +126,7 @@ def run(
             with autocast(device, use_amp):
                 out = net(images)
             targets = {t: batch[t].to(device, non_blocking=True) for t in tasks}  # once, for every output level
-            loss = sum(weights[t] * tasks[t].loss(out["final"][t], targets[t]) for t in tasks)
-            for aux in out.get("aux", {}).values():
-                loss = loss + sum(weights[t] * tasks[t].loss(aux[t], targets[t]) for t in aux)
+            loss = training_loss(out, targets, tasks, weights, aux_losses)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if recipe.get("grad_clip"):
