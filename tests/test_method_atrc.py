@@ -249,6 +249,28 @@ def test_param_count_equals_release(name):
     assert (n_bb, n_head) == RELEASED_PARAMS[name]
 
 
+# torch's flop counter on the released head (same commit and files, eval mode, batch 1) fed the released HRNet's
+# levels: 425×560 → 107×140 … 14×18 (NYUD), 512×512 → 128×128 … 16×16 (PASCAL). Multiply-adds, the counter's
+# FLOPs / 2; the bilinear upsampling of the outputs is not counted by it.
+RELEASED_HEAD_GMACS = {"nyud_hrnet18": ((107, 140), 17.380063472), "pascal_hrnet18": ((128, 128), 23.325543783),
+                       "nyud_hrnet48": ((107, 140), 102.5036802)}
+
+
+@pytest.mark.parametrize("name", list(RELEASED_HEAD_GMACS))
+def test_head_flops_equal_release(name):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    (h, w), gmacs = RELEASED_HEAD_GMACS[name]
+    tasks, planes = (PASCAL if name.startswith("pascal") else NYUD), ([48, 96, 192, 384] if "48" in name
+                                                                      else [18, 36, 72, 144])
+    with torch.device("meta"):
+        head = ATRCHead(sum(planes), tasks, resolve(list(tasks), name)).eval()
+        feats = [torch.empty(1, c, -(-h // 2 ** i), -(-w // 2 ** i)) for i, c in enumerate(planes)]
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            head(feats)
+    assert counter.get_total_flops() / 2e9 == pytest.approx(gmacs, rel=1e-9)
+
+
 # ------------------------------------------------------------------------------------ output parity
 # Statistics (mean, mean square, cos-weighted mean; test_method_invpt._stats) of the released head's outputs, from
 # brdav/atrc at 76d805514aea4fde2be5765edb6ce02091abafe6, files src/model/heads/{relationalcontext.py, attention.py,
