@@ -17,6 +17,7 @@ from mtbench.config import RunConfig
 from mtbench.data.loader import eval_loader, train_loader
 from mtbench.distributed import all_reduce_sum, barrier, context, device_names, per_device_batch, prepare_model
 from mtbench.evaluation import autocast, evaluate, evaluate_trivial, fit_priors, subset_ids
+from mtbench.objective import task_losses
 from mtbench.optim import build_optimizer, build_scheduler
 from mtbench.profiling import count_flops, environment, param_counts, peak_memory_mb, reset_peak_memory
 from mtbench.registry import BACKBONES, DATASETS, METHODS, TASKS
@@ -106,6 +107,7 @@ def run(
     start, extra = checkpoint.load_latest(ckpt_dir, model, optimizer, scheduler, device)
     history: list[dict[str, Any]] = extra.get("history", [])
     weights = {t: task.weight(info) for t, task in tasks.items()}
+    aux_losses = getattr(model, "aux_losses", None)  # deep supervision that is not the task's own output
     use_amp = bool(recipe["amp"]) and device.type == "cuda"
     pin = device.type == "cuda"
     reset_peak_memory(device)
@@ -135,7 +137,7 @@ def run(
             targets = {t: batch[t].to(device, non_blocking=True) for t in tasks}  # once, for every output level
             with autocast(device, use_amp):
                 out = net(images)
-            losses = task_losses(out, targets, tasks, weights)
+            losses = task_losses(out, targets, tasks, weights, aux_losses)
             optimizer.zero_grad(set_to_none=True)
             sum(losses.values()).backward()
             if recipe.get("grad_clip"):
@@ -205,16 +207,6 @@ def run(
         "environment": environment(device),
         "started_at": started, "finished_at": datetime.now(timezone.utc).isoformat(),
     }
-
-
-def task_losses(out: dict[str, Any], targets: dict[str, torch.Tensor], tasks: dict[str, Any],
-                weights: dict[str, float]) -> dict[str, torch.Tensor]:
-    """Each task's weighted loss, its deep-supervision terms included: what a weighting strategy combines."""
-    losses = {t: weights[t] * tasks[t].loss(out["final"][t], targets[t]) for t in tasks}
-    for aux in out.get("aux", {}).values():
-        for t in aux:
-            losses[t] = losses[t] + weights[t] * tasks[t].loss(aux[t], targets[t])
-    return losses
 
 
 def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress, pred_dir=None):
