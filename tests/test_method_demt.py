@@ -268,14 +268,18 @@ RELEASED_COUNTS = {  # (backbone, tasks): (released backbone, its output norms, 
     ("swin_s", "pascal"): (48_838_602, 2_880, 5_508_204),
     ("swin_b", "nyud"): (86_745_016, 3_840, 5_228_581),    # total 91,973,597 (README: 90.9M)
     ("swin_b", "pascal"): (86_745_016, 3_840, 6_324_924),
+    # builder 'HRNet18-S' (no config ships with it; README row "HRNet-18 4.76M"): total 6,748,218
+    ("hrnet_w18_small_v2", "nyud"): (3_860_720, 0, 2_887_498),
 }
 SIZE = {"nyud": (425, 560), "pascal": (512, 512)}
 
 
-def _meta_swin(name, size):
-    """The backbone with mmseg's per-output LayerNorms when mtbench.backbones offers them (backbone_cfg
+def _meta_backbone(name, size):
+    """Swin with mmseg's per-output LayerNorms when mtbench.backbones offers them (backbone_cfg
     ``out_norms: true``); otherwise timm's extractor and the count of those norms, added explicitly."""
     with torch.device("meta"):
+        if not name.startswith("swin"):
+            return create_backbone(name, size), 0
         try:
             return create_backbone(name, size, out_norms=True), 0
         except TypeError:  # the option is not there: timm rejects the keyword
@@ -286,7 +290,7 @@ def _meta_swin(name, size):
 @pytest.mark.parametrize("backbone, tasks", list(RELEASED_COUNTS))
 def test_parameter_counts_equal_the_released_model(backbone, tasks):
     released_bb, released_norms, released_head = RELEASED_COUNTS[(backbone, tasks)]
-    bb, norms_not_built = _meta_swin(backbone, SIZE[tasks])
+    bb, norms_not_built = _meta_backbone(backbone, SIZE[tasks])
     with torch.device("meta"):
         model = build_demt(NYUD if tasks == "nyud" else PASCAL, bb, {})
     n_bb = sum(p.numel() for p in model.backbone.parameters())
