@@ -41,6 +41,7 @@ CLASSIFIER_PREFIXES = ("fc", "head", "classifier", "head_drop", "pre_logits", "f
 _WRAPPER_PREFIXES = ("module.", "backbone.")  # DDP, mmsegmentation/mmdet segmentors
 _CONTAINER_KEYS = ("state_dict", "model", "module", "model_state", "model_state_dict", "net", "network",
                    "state_dict_ema", "model_ema")
+_RESAMPLED = ("relative_position_bias_table", "pos_embed", "patch_embed.proj.weight")
 _OUT_NORM = re.compile(r"^(?:norm|out_norms\.)(\d)\.(weight|bias)$")  # mmseg Swin norm0..3 / this wrapper
 
 
@@ -260,8 +261,8 @@ def load_checkpoint(bb: Any, checkpoint: str | os.PathLike, max_missing_fraction
     sd = {feat_to_full.get(k, k): v for k, v in sd.items()}  # everything in the full model's naming
     before = {k: tuple(v.shape) for k, v in sd.items()}
     sd = _filter(sd, full, bb.family, path)
-    resized = [f"{k}: {before[k]} -> {tuple(v.shape)}" for k, v in sd.items()
-               if k in before and before[k] != tuple(v.shape)]
+    resized = [f"{k}: {before[k]} -> {tuple(v.shape)}" for k, v in sd.items()  # what timm's filters resample
+               if k.endswith(_RESAMPLED) and k in before and before[k] != tuple(v.shape)]
 
     to_load: dict[str, torch.Tensor] = {}
     unexpected, mismatched = [], []
