@@ -246,9 +246,8 @@ def create_backbone(name: str, img_size: int | Sequence[int], checkpoint: str | 
     tkw.update(kwargs)
     state, window_source = None, "recipe" if "window_size" in kwargs else "timm default"
     path = None if checkpoint is None else os.fspath(checkpoint)
-    if spec.family == "swin" and path and "window_size" not in kwargs and not path.lower().endswith(".npz"):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"checkpoint '{path}' does not exist: pass the path of a local file")
+    if spec.family == "swin" and path and os.path.isfile(path) and "window_size" not in kwargs \
+            and not path.lower().endswith(".npz"):
         state = read_checkpoint(path)
         if swin_window(state):
             tkw["window_size"], window_source = swin_window(state), "checkpoint"
