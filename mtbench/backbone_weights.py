@@ -63,7 +63,8 @@ def read_checkpoint(path: str) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))  # torch's message names the object
+        reason = f"e.g. {found.group(1)}" if found else "objects torch's safe loader does not accept"
         out = os.path.splitext(path)[0] + ".state_dict.pth"
         raise UnsafeCheckpointError(
             f"{path}: refused: besides tensors the file holds Python objects that only a full unpickle can "

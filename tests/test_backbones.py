@@ -501,7 +501,8 @@ def test_a_file_that_needs_unpickling_is_refused(tmp_path):
     src = _build("resnet18", (32, 32))
     path = tmp_path / "pickled.pth"
     torch.save({"state_dict": src.body.state_dict(), "config": argparse_like()}, path)
-    with pytest.raises(mb.UnsafeCheckpointError, match=r"refused.*can run code.*If you trust the file.*weights_only=False"):
+    with pytest.raises(mb.UnsafeCheckpointError, match=r"refused.*\(e\.g\. test_backbones\.argparse_like\).*can run code"
+                                                      r".*If you trust the file.*weights_only=False"):
         _build("resnet18", (32, 32), checkpoint=str(path))
 
 
