@@ -7,5 +7,6 @@ Each ``aux`` output gets its task's loss and weight, unless the model names anot
 ``aux_losses = {name: {task: fn(logits, target)}}`` (ATRC's depth bins and normal clusters; see
 ``mtbench/objective.py``).
 A model whose forward runs modules without using their output (parameter-parity flags) sets
-``find_unused_parameters = True`` so that DDP tolerates it; nothing else should.
+``find_unused_parameters = True`` so that DDP tolerates it; nothing else should. ``record_notes``
+(a list of strings) are copied into the run record and shown under the method's leaderboard table.
 """

@@ -7,20 +7,22 @@ to ``embed_dim`` → per block (released: one block) per-task learned queries �
 cross-task query self-attention → shared pixel decoder → GELU → per task ConvBNReLU 3×3 + 1×1 logits →
 bilinear to the input size. Every deviation from the released code is listed in ``methods/README.md``.
 
-``decoder_self_attn`` picks the decoder's second attention:
-  ``released``: the released ``nn.MultiheadAttention`` (sequence-first) applied to a batch-first
-      ``(B, HW, C)`` tensor, i.e. every pixel attends to the same pixel in the *other images of the
-      mini-batch*, and its residual is the decoder input ``x`` (not the cross-attention output).
-      Reproduced as released, for parity checks.
-  ``spatial`` (default): windowed self-attention over pixels of the same image (``window_size``²
-      windows of the stride-4 map, the released unused ``attn2`` module), residual from the
-      cross-attention output as in Visual Parser, whose decoder MQT's was cut from.
-  ``none``: no second attention; ``ffn2`` refines the cross-attention output.
-Why ``spatial`` by default: with ``released`` a prediction depends on which other images share its
-batch, so metrics change with the (eval) batch size and test images see each other; with one image
-per GPU it degenerates to a per-pixel affine map whose query/key weights never train. ``spatial`` is
-image-local, is what the paper describes (self-attention on the pixel features) and what the dead
-``attn2``/``rel_pos`` modules show was intended, and adds only 768 parameters (+1 % MACs).
+Two registered names, which differ only in the decoder's second attention:
+  ``mqt`` (the released computation): ``nn.MultiheadAttention`` (a sequence-first module) is given the
+      batch-first ``(B, HW, C)`` map, so each pixel attends to the same pixel of the other images that
+      share its forward pass, and its residual is the decoder input ``x``, not the cross-attention
+      output. The released recipe runs one image per GPU (global batch 8 on 8 GPUs, in training and
+      validation), where this attention sees one image: a per-pixel linear map whose query/key weights
+      get zero gradient. ``batch_attn_images`` (default 1) reproduces that per-GPU batch whatever the
+      process layout here: the attention runs over consecutive groups of that many images (``None``: the
+      whole per-device batch, as the released code does with any other GPU count).
+  ``mqt_spatial`` (mtbench's variant, not in the release): a multi-head self-attention among the pixels of
+      the same image, in non-overlapping ``window_size``² windows (default 8) of the stride-4 map, padded
+      keys masked, no position term, residual from the cross-attention output. It uses an ``AnyAttention``
+      as ``attn2``, a module the release builds and never calls. The release's dead code does not specify
+      this design: its never-called ``rel_pos`` is a ``FullRelPos`` for 4×4 windows with a relative-position
+      bias, and its commented-out ``attn2`` call has no window partition. It exists so that a benchmark can
+      show an MQT whose decoder attends within the image; its numbers are not the paper's.
 """
 from __future__ import annotations
 
@@ -33,8 +35,7 @@ import torch.nn.functional as F
 from mtbench.layers import ConvBNReLU, logits_conv, resize_concat, upsample_to
 from mtbench.registry import register_method
 
-SELF_ATTN_MODES = ("released", "spatial", "none")
-DEFAULTS = {
+COMMON = {
     "embed_dim": 256,             # released: 256
     "num_queries": 64,            # per task; released: 64
     "num_heads": 4,               # released: num_heads[0] = 4 (the other entries of its tuple are unused)
@@ -42,14 +43,19 @@ DEFAULTS = {
     "encoder_layers": 1,          # query-encoder layers per block; released: 1 (``encoder1``)
     "decoder_layers": 1,          # pixel-decoder layers per block; released: 1 (``decoder1``)
     "head_channels": None,        # ConvBNReLU width; released: embed_dim // 4 = 64
-    "decoder_self_attn": "spatial",
-    "window_size": 8,             # spatial mode only: window side on the stride-4 map
     "dead_modules": False,        # add the released unused modules (exact parameter / FLOP parity)
     "drop_path_encoder": 0.1,     # released Encoder hard-codes 0.1 (ignores the 0.5 it is given)
     "drop_path_cross_task": 0.5,  # released drop_path_rate=0.5 of the cross-task attention block
     "drop_path_decoder": 0.1,
     "attn_drop_cross_task": 0.1,  # dropout on the cross-task attention weights
 }
+# Per registered name: its decoder self-attention and the options only it has.
+VARIANTS = {
+    # released recipe: batch 8 in total on 8 GPUs, so the batch-axis attention sees 1 image (train and val)
+    "mqt": ("released", {"batch_attn_images": 1}),
+    "mqt_spatial": ("spatial", {"window_size": 8}),  # window side on the stride-4 map
+}
+DEFAULTS = {name: {**COMMON, **extra} for name, (_, extra) in VARIANTS.items()}
 
 
 def _drop_path(p: float) -> nn.Module:
@@ -153,17 +159,30 @@ class RelPosParams(nn.Module):
             nn.init.trunc_normal_(p, std=0.02)
 
 
-class Decoder(nn.Module):
-    """Pixels cross-attend to their task's queries (+ kpos), FFN ×3, then the second attention (see module
-    docstring for the three modes) and another FFN ×3."""
+def batch_axis_attention(mhsa: nn.MultiheadAttention, x: torch.Tensor, images: int | None) -> torch.Tensor:
+    """The released call ``mhsa(x, x, x)`` of a sequence-first module on a batch-first (B, HW, C) ``x``:
+    pixel p of image i attends to pixel p of the other images, over groups of ``images`` consecutive
+    images (the released per-GPU batch; None = all B). Groups are stacked along the module's batch axis."""
+    b, n, c = x.shape
+    g = b if images is None else min(images, b)
+    if b % g:
+        return torch.cat([mhsa(part, part, part)[0] for part in x.split(g)])
+    xg = x.view(b // g, g, n, c).transpose(0, 1).reshape(g, b // g * n, c)
+    return mhsa(xg, xg, xg)[0].view(g, b // g, n, c).transpose(0, 1).reshape(b, n, c)
 
-    def __init__(self, dim: int, heads: int, drop_path: float, mode: str, window: int, dead: bool):
+
+class Decoder(nn.Module):
+    """Pixels cross-attend to their task's queries (+ kpos), FFN ×3, then the second attention (``released``:
+    across the images of a group, ``spatial``: within windows of one image; see the module docstring)
+    and another FFN ×3."""
+
+    def __init__(self, dim: int, heads: int, drop_path: float, mode: str, c: dict):
         super().__init__()
-        self.mode, self.window = mode, window
+        self.mode, self.window, self.images = mode, c.get("window_size"), c.get("batch_attn_images")
         self.attn1 = AnyAttention(dim, heads)
-        if mode == "spatial" or dead:
+        if mode == "spatial" or c["dead_modules"]:
             self.attn2 = AnyAttention(dim, heads)  # used by "spatial"; dead (parity only) otherwise
-        if dead:
+        if c["dead_modules"]:
             self.rel_pos = RelPosParams(4, dim // heads)  # released patch_size=4
         self.ffn1, self.ffn2 = Mlp(dim, 3 * dim), Mlp(dim, 3 * dim)
         self.drop_path = _drop_path(drop_path)
@@ -173,12 +192,10 @@ class Decoder(nn.Module):
     def forward(self, x, parts, kpos, hw):
         out = x + self.drop_path(self.attn1(x, parts, parts, kpos=kpos))
         out = out + self.drop_path(self.ffn1(out))
-        if self.mode == "released":  # (B, HW, C) into a (L, N, E) module: attention over the batch axis
-            outs = x + self.drop_path(self.mhsa(out, out, out)[0])
-        elif self.mode == "spatial":
-            outs = out + self.drop_path(window_self_attention(self.attn2, out, hw, self.window))
+        if self.mode == "released":  # residual from the decoder input x, as released
+            outs = x + self.drop_path(batch_axis_attention(self.mhsa, out, self.images))
         else:
-            outs = out
+            outs = out + self.drop_path(window_self_attention(self.attn2, out, hw, self.window))
         return outs + self.drop_path(self.ffn2(outs))
 
 
@@ -200,8 +217,7 @@ class QueryBlock(nn.Module):
         self.drop_path = _drop_path(c["drop_path_cross_task"])
         self.norm_layer, self.ffn_mlp = nn.LayerNorm(dim), Mlp(dim, dim)
         self.decoder = nn.ModuleList(
-            Decoder(dim, heads, c["drop_path_decoder"], c["decoder_self_attn"], c["window_size"], c["dead_modules"])
-            for _ in range(c["decoder_layers"]))
+            Decoder(dim, heads, c["drop_path_decoder"], c["decoder_self_attn"], c) for _ in range(c["decoder_layers"]))
         self.act_layer = nn.GELU()
 
     def forward(self, feats: list[torch.Tensor], hw: tuple[int, int]) -> list[torch.Tensor]:
@@ -249,6 +265,9 @@ class MQTransformer(nn.Module):
         self.bottleneck = nn.ModuleDict({t: ConvBNReLU(dim, hidden, 3) for t in self.tasks})
         self.final_logits = nn.ModuleDict({t: logits_conv(hidden, c) for t, c in task_channels.items()})
         self.patch_embed = PatchEmbed(dim) if cfg["dead_modules"] else None
+        # The released unused modules run (patch_embed) or sit (attn2, rel_pos) without feeding the loss.
+        self.find_unused_parameters = bool(cfg["dead_modules"])
+        self.record_notes = [_note(cfg)]  # the engine copies these into the run record; leaderboards show them
 
     def forward(self, images):
         x = resize_concat(self.backbone(images)).permute(0, 2, 3, 1)  # (B, h, w, ΣC) at stride 4
@@ -267,27 +286,47 @@ class MQTransformer(nn.Module):
         return {"final": final, "aux": {}}
 
 
-def resolve_cfg(cfg: dict | None) -> dict:
+def _note(c: dict) -> str:
+    if c["decoder_self_attn"] == "spatial":
+        return (f"mtbench's variant, not the released model: the decoder attends among pixels of one image in "
+                f"{c['window_size']}x{c['window_size']} windows, where the release attends across the images of a batch")
+    group = c["batch_attn_images"]
+    scope = "the whole per-device batch" if group is None else f"groups of {group} image{'s' * (group > 1)}"
+    return (f"released decoder: its self-attention runs across the images of a batch, here over {scope} in training "
+            f"and evaluation (released recipe: 1 image per GPU, global batch 8 on 8 GPUs, validation batch 1 per GPU)")
+
+
+def resolve_cfg(cfg: dict | None, name: str = "mqt") -> dict:
     cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(DEFAULTS))
+    defaults = DEFAULTS[name]
+    unknown = sorted(set(cfg) - set(defaults))
     if unknown:
-        raise ValueError(f"unknown mqt option(s) {unknown}; valid options: {', '.join(sorted(DEFAULTS))}")
-    c = {**DEFAULTS, **cfg}
-    if c["decoder_self_attn"] not in SELF_ATTN_MODES:
-        raise ValueError(f"mqt decoder_self_attn must be one of {', '.join(SELF_ATTN_MODES)}, "
-                         f"got {c['decoder_self_attn']!r}")
+        hint = (" (the decoder's self-attention is chosen by the method name: mqt = released, "
+                "mqt_spatial = windowed)") if "decoder_self_attn" in unknown else ""
+        raise ValueError(f"unknown {name} option(s) {unknown}; valid options: {', '.join(sorted(defaults))}{hint}")
+    c = {**defaults, **cfg, "decoder_self_attn": VARIANTS[name][0]}
     if c["embed_dim"] % c["num_heads"] or (c["embed_dim"] // c["num_heads"]) % 2:
-        raise ValueError(f"mqt embed_dim ({c['embed_dim']}) must split into num_heads ({c['num_heads']}) "
+        raise ValueError(f"{name} embed_dim ({c['embed_dim']}) must split into num_heads ({c['num_heads']}) "
                          f"heads of even width")
-    for key in ("num_queries", "num_blocks", "encoder_layers", "decoder_layers", "window_size"):
-        if not isinstance(c[key], int) or c[key] < 1:
-            raise ValueError(f"mqt {key} must be a positive integer, got {c[key]!r}")
+    positive = ["num_queries", "num_blocks", "encoder_layers", "decoder_layers", "window_size"]
+    if c.get("batch_attn_images") is not None:
+        positive.append("batch_attn_images")
+    for key in positive:
+        if key in c and (not isinstance(c[key], int) or isinstance(c[key], bool) or c[key] < 1):
+            raise ValueError(f"{name} {key} must be a positive integer" +
+                             (" or null (the whole per-device batch)" if key == "batch_attn_images" else "") +
+                             f", got {c[key]!r}")
     return c
 
 
 @register_method("mqt")
 def build_mqt(task_channels: dict[str, int], backbone: nn.Module, cfg: dict) -> MQTransformer:
-    return MQTransformer(backbone, task_channels, resolve_cfg(cfg))
+    return MQTransformer(backbone, task_channels, resolve_cfg(cfg, "mqt"))
+
+
+@register_method("mqt_spatial")
+def build_mqt_spatial(task_channels: dict[str, int], backbone: nn.Module, cfg: dict) -> MQTransformer:
+    return MQTransformer(backbone, task_channels, resolve_cfg(cfg, "mqt_spatial"))
 
 
 def dead_parameter_names(model: MQTransformer) -> set[str]:

@@ -5,33 +5,30 @@ declared up front. For an input of H×W a level of stride s is ceil(H/s) × ceil
 are: backbones that need divisible sizes (HRNet, Swin: 32; ViT: 16) get the input zero-padded at the
 bottom/right inside the wrapper and their features cropped back.
 
-Weights never come from the hub (``pretrained=False`` always); ``checkpoint=`` takes a local file, see
-:func:`load_checkpoint`.
+Weights never come from the hub (``pretrained=False`` always); ``checkpoint=`` takes a local file in
+timm's, Microsoft's, mmsegmentation's, Google JAX's or HRNet's published layout, see
+:mod:`mtbench.backbone_weights`. ``out_norms=True`` adds a LayerNorm on each output level, as the
+mmsegmentation Swin of the MQTransformer/DeMT releases has (``norm0``..``norm3`` in its checkpoints).
 """
 from __future__ import annotations
 
 import logging
 import math
 import os
-import sys
+import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mtbench.backbone_weights import CheckpointMismatchError, UnsafeCheckpointError, load_checkpoint, read_checkpoint, swin_window
 from mtbench.registry import register_backbone
 
 log = logging.getLogger(__name__)
 
 RANDOM_INIT = "random init"
-# Top-level names of classifier parts: dropped from checkpoints, never reported as unexpected.
-CLASSIFIER_PREFIXES = ("fc", "head", "classifier", "head_drop", "pre_logits", "fc_norm")
-# Wrappers put around a backbone's keys by DDP, mmsegmentation/mmdet, and this module (``body.``).
-_KEY_PREFIXES = ("module.", "backbone.", "body.")
-_CONTAINER_KEYS = ("state_dict", "model", "module", "model_state", "model_state_dict", "net", "network",
-                   "state_dict_ema", "model_ema")
 
 
 @dataclass(frozen=True)
@@ -70,10 +67,6 @@ SPECS: dict[str, _Spec] = {
     "vit_l": _Spec("vit_large_patch16_384", "vit", (5, 11, 17, 23), 16, True,
                    {"dynamic_img_size": True}, ("vit_large_patch16_384",)),
 }
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint that leaves too much of the backbone uninitialised."""
 
 
 def _ceil_to(n: int, m: int) -> int:
@@ -170,11 +163,12 @@ class Backbone(nn.Module):
     padding already assumes; reflection would mirror real edges and objects into the pad, which large
     receptive fields (HRNet's cross-branch fusion, Swin/ViT attention) carry into the kept border
     features; and reflect fails outright when the pad exceeds the image (tiny inputs). ``pad_mode``
-    ("constant", "reflect", "replicate") overrides it.
+    ("constant", "reflect", "replicate") overrides it. ``out_norms``: a LayerNorm over the channels of
+    each level (mmseg Swin's ``norm0``..``norm3``), applied before the crop (it is per pixel).
     """
 
     def __init__(self, body: nn.Module, name: str, spec: _Spec, img_size: tuple[int, int],
-                 timm_kwargs: dict[str, Any], pad_mode: str = "constant"):
+                 timm_kwargs: dict[str, Any], pad_mode: str = "constant", out_norms: bool = False):
         super().__init__()
         self.body = body
         self.name = name
@@ -187,6 +181,7 @@ class Backbone(nn.Module):
         self.channels: list[int] = [int(c) for c in info.channels()]
         self.strides: list[int] = [int(s) for s in info.reduction()]
         self.nhwc = str(getattr(body, "output_fmt", "NCHW")).upper().endswith("NHWC")
+        self.out_norms = nn.ModuleList(nn.LayerNorm(c) for c in self.channels) if out_norms else None
         self.weights_source: str = RANDOM_INIT
         self.load_report: dict[str, Any] = {}
         self._timm_kwargs = dict(timm_kwargs)  # to rebuild the full (non-features) model for loading
@@ -199,7 +194,9 @@ class Backbone(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=self.pad_mode)
         feats = self.body(x)
         out = []
-        for f, s in zip(feats, self.strides):
+        for i, (f, s) in enumerate(zip(feats, self.strides)):
+            if self.out_norms is not None:
+                f = self.out_norms[i](f) if self.nhwc else self.out_norms[i](f.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             if self.nhwc:
                 f = f.permute(0, 3, 1, 2)
             out.append(f[:, :, : math.ceil(H / s), : math.ceil(W / s)].contiguous())
@@ -207,7 +204,7 @@ class Backbone(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, timm={self.timm_name!r}, channels={self.channels}, "
-                f"strides={self.strides}, weights={self.weights_source!r}")
+                f"strides={self.strides}, out_norms={self.out_norms is not None}, weights={self.weights_source!r}")
 
 
 def describe(backbone: Backbone) -> dict[str, Any]:
@@ -219,18 +216,22 @@ def describe(backbone: Backbone) -> dict[str, Any]:
         "strides": list(backbone.strides),
         "params": sum(p.numel() for p in backbone.parameters()),
         "img_size": list(backbone.img_size),
+        "out_norms": backbone.out_norms is not None,
+        **({"window_size": backbone.window_size} if backbone.family == "swin" else {}),
         "weights_source": backbone.weights_source,
         "load_report": dict(backbone.load_report),
     }
 
 
 def create_backbone(name: str, img_size: int | Sequence[int], checkpoint: str | os.PathLike | None = None,
-                    *, pad_mode: str = "constant", max_missing_fraction: float = 0.05,
+                    *, pad_mode: str = "constant", max_missing_fraction: float = 0.05, out_norms: bool = False,
                     **kwargs: Any) -> Backbone:
     """Build backbone ``name`` (a key of SPECS) for inputs of ``img_size`` = (H, W).
 
-    ``kwargs`` go to ``timm.create_model`` (e.g. ``drop_path_rate``, ``out_indices``). ``img_size``
+    ``kwargs`` go to ``timm.create_model`` (e.g. ``drop_path_rate``, ``window_size``). ``img_size``
     fixes ViT's position-embedding grid and Swin's window sizes; both still accept other input sizes.
+    Swin's window comes from ``window_size`` when given (the recipe), else from the checkpoint's
+    relative-position tables, else timm's default (7); a checkpoint of another window is resized.
     """
     spec = SPECS[name]
     import timm
@@ -243,12 +244,21 @@ def create_backbone(name: str, img_size: int | Sequence[int], checkpoint: str | 
     if kwargs.pop("pretrained", False):
         raise ValueError("pretrained=True would download weights; pass checkpoint=<local file> instead")
     tkw.update(kwargs)
+    state, window_source = None, "recipe" if "window_size" in kwargs else "timm default"
+    path = None if checkpoint is None else os.fspath(checkpoint)
+    if spec.family == "swin" and path and os.path.isfile(path) and "window_size" not in kwargs \
+            and not path.lower().endswith(".npz"):
+        state = read_checkpoint(path)
+        if swin_window(state):
+            tkw["window_size"], window_source = swin_window(state), "checkpoint"
     body = timm.create_model(spec.timm_name, features_only=True, pretrained=False, **tkw)
+    bb = Backbone(body, name, spec, img_size, tkw, pad_mode=pad_mode, out_norms=out_norms)
     if spec.family == "swin":
         _patch_swin_blocks(body)
-    bb = Backbone(body, name, spec, img_size, tkw, pad_mode=pad_mode)
-    if checkpoint is not None:
-        load_checkpoint(bb, checkpoint, max_missing_fraction=max_missing_fraction)
+        default = int(re.search(r"window(\d+)", spec.timm_name).group(1))  # timm's variants name their window
+        bb.window_size = {"size": int(tkw.get("window_size", default)), "source": window_source}
+    if path is not None:
+        load_checkpoint(bb, path, max_missing_fraction=max_missing_fraction, state_dict=state)
     return bb
 
 
@@ -271,189 +281,5 @@ for _name, _spec in SPECS.items():
         register_backbone(_alias)(_builder)
 
 
-# --------------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------------
-def _full_model(bb: Backbone, device: str | torch.device = "meta") -> nn.Module:
-    """The classification model the extractor was cut from: its key names and shapes are what timm's
-    checkpoint converters (``checkpoint_filter_fn``) and published checkpoints use."""
-    import timm
-
-    kw = {k: v for k, v in bb._timm_kwargs.items() if k not in ("out_indices", "feature_location")}
-    with torch.device(device):
-        return timm.create_model(bb.timm_name, pretrained=False, **kw)
-
-
-def _read_file(path: str, bb: Backbone) -> Any:
-    lower = path.lower()
-    if lower.endswith(".safetensors"):
-        try:
-            from safetensors.torch import load_file
-        except ImportError as err:  # pragma: no cover - safetensors is installed here
-            raise ImportError(f"{path}: reading .safetensors needs the 'safetensors' package") from err
-        return load_file(path, device="cpu")
-    if lower.endswith(".npz"):
-        if bb.family != "vit":
-            raise ValueError(f"{path}: .npz checkpoints are only supported for ViT (JAX/big_vision "
-                             f"weights); '{bb.name}' needs a .pth/.pt/.bin/.safetensors file")
-        from timm.models.vision_transformer import _load_weights
-
-        full = _full_model(bb, device="cpu")
-        _load_weights(full, path)  # timm's converter for Google JAX/augreg .npz files
-        return full.state_dict()
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickles with non-tensor objects (mmcv configs, numpy scalars, ...)
-        log.warning("%s: weights_only load failed (%s); loading it as a full pickle, which runs code "
-                    "from the file - only do this with files you trust", path, type(err).__name__)
-        return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def _unwrap(obj: Any, path: str) -> dict[str, torch.Tensor]:
-    """Find the state dict inside common training-checkpoint containers."""
-    for _ in range(4):
-        if isinstance(obj, nn.Module):
-            obj = obj.state_dict()
-        if not isinstance(obj, Mapping):
-            raise TypeError(f"{path}: expected a state dict (or a dict holding one), got {type(obj).__name__}")
-        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-            return dict(obj)
-        for key in _CONTAINER_KEYS:
-            if isinstance(obj.get(key), (Mapping, nn.Module)):
-                obj = obj[key]
-                break
-        else:
-            tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-            if tensors:
-                return tensors
-            raise ValueError(f"{path}: no tensors found (top-level keys: {sorted(map(str, obj))[:10]})")
-    raise ValueError(f"{path}: could not find a state dict inside the checkpoint")
-
-
-def _strip_prefixes(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Remove DDP ``module.``, mmseg ``backbone.`` and this wrapper's ``body.`` prefixes. Keys outside
-    the prefix (an mmseg decode head, ...) are returned as dropped."""
-    dropped: list[str] = []
-    changed = True
-    while changed:
-        changed = False
-        for p in _KEY_PREFIXES:
-            if any(k.startswith(p) for k in sd):
-                dropped += [k for k in sd if not k.startswith(p)]
-                sd = {k[len(p):]: v for k, v in sd.items() if k.startswith(p)}
-                changed = True
-    return sd, dropped
-
-
-def _feature_key_map(full_keys: Sequence[str], feat_keys: Sequence[str]) -> dict[str, str]:
-    """Full-model key -> feature-extractor key. timm's FeatureListNet flattens top-level Sequentials
-    (``layers.0.blocks...`` -> ``layers_0.blocks...``), FeatureGetterNet nests the model (``model.``)."""
-    feat = set(feat_keys)
-    out = {}
-    for k in full_keys:
-        flat = k.replace(".", "_", 1)
-        for cand in (k, "model." + k, flat, "model." + flat):
-            if cand in feat:
-                out[k] = cand
-                break
-    return out
-
-
-def _examples(keys: Sequence[str], n: int = 8) -> str:
-    keys = list(keys)
-    more = f" ... (+{len(keys) - n} more)" if len(keys) > n else ""
-    return ", ".join(keys[:n]) + more
-
-
-def load_checkpoint(bb: Backbone, checkpoint: str | os.PathLike, max_missing_fraction: float = 0.05) -> dict:
-    """Load a local checkpoint into ``bb`` (strict=False) and return / store the load report.
-
-    Accepts .pth/.pt/.bin (torch.load, weights_only when possible), .safetensors, and .npz (JAX ViT,
-    via timm's converter); state dicts inside ``state_dict``/``model``/``module`` containers; keys with
-    ``module.``/``backbone.``/``body.`` prefixes; keys in the full timm model's layout (what published
-    checkpoints use) or in the feature extractor's. timm's own converter for the model family runs
-    (e.g. Swin relative-position tables and ViT position embeddings are resized to ``img_size``).
-    Classifier keys and parts the extractor pruned are dropped. Raises CheckpointMismatchError when
-    more than ``max_missing_fraction`` of the backbone's weights (by element count) stay uninitialised.
-    """
-    path = os.fspath(checkpoint)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"checkpoint '{path}' does not exist. Pretrained weights cannot be downloaded here (no hub or "
-            f"network access): pass the path of a local .pth/.pt/.bin/.safetensors/.npz file.")
-    sd = _unwrap(_read_file(path, bb), path)
-    sd, dropped = _strip_prefixes(sd)
-
-    full = _full_model(bb)
-    full_sd = full.state_dict()
-    target = bb.body.state_dict()
-    full_to_feat = _feature_key_map(list(full_sd), list(target))
-    feat_to_full = {v: k for k, v in full_to_feat.items()}
-    # 1) everything in full-model naming, 2) timm's converter for this family, 3) extractor naming.
-    sd = {feat_to_full.get(k, k): v for k, v in sd.items()}
-    filter_fn = getattr(sys.modules.get(type(full).__module__), "checkpoint_filter_fn", None)
-    if filter_fn is not None:
-        try:
-            sd = filter_fn(sd, full)
-        except Exception as err:  # a checkpoint the converter does not understand: report below
-            log.warning("%s: timm's %s.checkpoint_filter_fn failed (%s: %s); loading keys as they are",
-                        path, type(full).__module__, type(err).__name__, err)
-
-    to_load: dict[str, torch.Tensor] = {}
-    unexpected: list[str] = []
-    mismatched: list[str] = []
-    for k, v in sd.items():
-        t = full_to_feat.get(k)
-        if t is None:
-            if k in full_sd or k.split(".")[0] in CLASSIFIER_PREFIXES:
-                dropped.append(k)  # classifier, or a part the feature extractor does not use
-            else:
-                unexpected.append(k)
-            continue
-        if tuple(v.shape) != tuple(target[t].shape):
-            mismatched.append(f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(target[t].shape)}")
-            continue
-        to_load[t] = v
-
-    def _counted(k: str) -> bool:
-        return not k.endswith("num_batches_tracked")
-
-    missing = [k for k in target if k not in to_load and _counted(k)]
-    total = sum(v.numel() for k, v in target.items() if _counted(k))
-    missing_numel = sum(target[k].numel() for k in missing)
-    frac = missing_numel / max(total, 1)
-    report = {
-        "path": os.path.abspath(path),
-        "loaded": len(to_load),
-        "missing": missing,
-        "unexpected": unexpected,
-        "shape_mismatch": mismatched,
-        "dropped": len(dropped),
-        "dropped_examples": dropped[:8],
-        "missing_fraction": round(frac, 6),
-    }
-    if frac > max_missing_fraction:
-        raise CheckpointMismatchError(
-            f"checkpoint '{path}' leaves {frac:.1%} of backbone '{bb.name}' (timm '{bb.timm_name}') "
-            f"uninitialised ({len(missing)} of {len([k for k in target if _counted(k)])} tensors; limit "
-            f"{max_missing_fraction:.0%}).\n  missing, e.g.: {_examples(missing)}\n"
-            f"  unexpected in the checkpoint, e.g.: {_examples(unexpected) or '(none)'}\n"
-            + (f"  shape mismatches, e.g.: {_examples(mismatched, 4)}\n" if mismatched else "")
-            + f"Fix: use a checkpoint of '{bb.timm_name}' in timm's key layout (optionally wrapped in "
-            f"'state_dict'/'model' and prefixed 'module.'/'backbone.'), convert its keys to that layout, or "
-            f"pass max_missing_fraction=<higher> if the gap is intended.")
-    result = bb.body.load_state_dict(to_load, strict=False)
-    assert not result.unexpected_keys, result.unexpected_keys
-    bb.weights_source = report["path"]
-    bb.load_report = report
-    log.info("%s: loaded %d tensors into '%s' (%d dropped: classifier/unused parts)",
-             path, len(to_load), bb.name, len(dropped))
-    if missing or unexpected or mismatched:
-        log.warning("%s: %d missing (%.2f%% of weights), %d unexpected, %d shape-mismatched keys for '%s'. "
-                    "missing: %s; unexpected: %s; mismatched: %s", path, len(missing), 100 * frac,
-                    len(unexpected), len(mismatched), bb.name, _examples(missing), _examples(unexpected),
-                    _examples(mismatched, 4))
-    return report
-
-
-__all__ = ["Backbone", "CheckpointMismatchError", "SPECS", "create_backbone", "describe", "load_checkpoint"]
+__all__ = ["Backbone", "CheckpointMismatchError", "SPECS", "UnsafeCheckpointError", "create_backbone", "describe",
+           "load_checkpoint"]

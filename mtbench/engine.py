@@ -181,6 +181,7 @@ def run(
         "method": cfg.method, "dataset": cfg.dataset, "tasks": list(cfg.tasks), "backbone": cfg.backbone,
         "seed": cfg.seed, "recipe_name": recipe["name"], "setting_key": cfg.setting_key,
         "single_task_reference": bool(getattr(METHODS.get(cfg.method), "single_task", False)),
+        "method_notes": list(getattr(model, "record_notes", [])),  # what the model says it computes
         "metrics": metrics,
         "primary_metrics": primary,
         "higher_is_better": {t: {m: task.higher_is_better(m) for m in metrics[t] if m != "loss" and "/" not in m}

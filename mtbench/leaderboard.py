@@ -169,6 +169,7 @@ def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dic
     triv["delta_m"] = (delta_m({c.task: triv[c.task][0] for c in columns}, ref_mean, hib), float("nan")) \
         if len(ref_mean) == len(tasks) else (float("nan"), float("nan"))
     table.rows.append(triv)
+    table.notes += list(dict.fromkeys(f"{r['method']}: {n}" for r in members_all for n in r.get("method_notes", [])))
     for r in failed:
         table.notes.append(f"failed run {r['run_id']}: {r.get('error', '?')}")
     return table

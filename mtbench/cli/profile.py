@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="recipe for method / dataset options and the optimizer (default: the recipe named like "
                              "the dataset if there is one, else smoke)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a recipe value, e.g. --set methods.mqt.decoder_self_attn=released")
+                        help="override a recipe value, e.g. --set methods.mqt.dead_modules=true")
     parser.add_argument("--batch", type=int, default=1, help="images per step for the timings (default: 1)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up step (default: 5)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
@@ -93,7 +93,7 @@ def profile_method(method: str, args: argparse.Namespace, recipe: dict, tasks: t
     size = tuple(info.image_size)
     build_device = torch.device("meta") if args.meta_only else device
     with build_device:  # build directly on the device: no CPU copy of a huge model
-        model = METHODS.get(method)(channels, BACKBONES.get(backbone_name)(img_size=size), method_cfg)
+        model = METHODS.get(method)(channels, BACKBONES.get(backbone_name)(img_size=size, **recipe["backbone_cfg"]), method_cfg)
     if not args.meta_only:
         model.to(device)  # anything a builder made with an explicit CPU device
     entry: dict[str, Any] = {
