@@ -290,6 +290,9 @@ def build_mqt(task_channels: dict[str, int], backbone: nn.Module, cfg: dict) -> 
     return MQTransformer(backbone, task_channels, resolve_cfg(cfg))
 
 
+build_mqt.cfg_keys = tuple(DEFAULTS)  # checked against the recipe before any run (mtbench.recipe_check)
+
+
 def dead_parameter_names(model: MQTransformer) -> set[str]:
     """Names of the parameters that never get a gradient by design (the released unused modules)."""
     dead_prefixes = ["patch_embed."]
