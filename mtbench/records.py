@@ -58,8 +58,10 @@ def runs_dir(results_dir: Path) -> Path:
 
 
 # What a record must hold to be listed; anything else is reported as unreadable, never a traceback.
-REQUIRED = {"run_id": str, "status": str, "method": str, "dataset": str, "tasks": list, "setting_key": str}
-REQUIRED_DONE = {"metrics": dict, "primary_metrics": dict, "higher_is_better": dict, "params": dict}
+REQUIRED = {"run_id": str, "status": str}
+REQUIRED_IN_TABLE = {"method": str, "dataset": str, "backbone": str, "tasks": list, "setting_key": str}
+REQUIRED_DONE = {**REQUIRED_IN_TABLE, "metrics": dict, "primary_metrics": dict, "higher_is_better": dict,
+                 "params": dict}
 UNREADABLE_FIX = "delete or move it away; re-running the grid that made it writes it again"
 
 
@@ -67,7 +69,8 @@ def record_problem(record: Any) -> str | None:
     """Why ``record`` cannot be used (wrong shape, missing keys), or None."""
     if not isinstance(record, dict):
         return f"a JSON {type(record).__name__}, not an object"
-    need = {**REQUIRED, **(REQUIRED_DONE if record.get("status") == "done" else {})}
+    grouped = record.get("tasks") and record.get("setting_key")  # a failed run with these gets a table row
+    need = {**REQUIRED, **(REQUIRED_DONE if record.get("status") == "done" else REQUIRED_IN_TABLE if grouped else {})}
     bad = [k for k, t in need.items() if not isinstance(record.get(k), t)]
     if bad:
         return f"missing or malformed key(s) {', '.join(bad)}"
