@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mtbench.atomic import atomic_write_text, current_umask  # noqa: F401 (re-exported: records' writers use it)
+from mtbench.atomic import atomic_write_text  # noqa: F401 (re-exported: writers of records import it from here)
 
 RECORD_NAME = "record.json"
 SCHEMA_VERSION = 1
