@@ -48,7 +48,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "num_workers": 2,
     "backbone": "resnet18",
     "backbone_cfg": {},  # extra timm.create_model arguments, e.g. {drop_path_rate: 0.15} (InvPT's ViT-L)
-    "eval": {},  # evaluator settings, e.g. edge_thresholds, edge_nms
+    "eval": {"edge_protocol": "seism"},  # evaluator settings; edge_protocol: see metrics/boundary_protocol
     "datasets": {},  # dataset name -> dataset cfg (sizes, crop, cache_dir ...)
     "methods": {},  # method name -> method cfg (head widths, depths ...)
 }

@@ -12,11 +12,12 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mtbench import checkpoint
+from mtbench import checkpoint, threads
 from mtbench.config import RunConfig
 from mtbench.data.loader import eval_loader, train_loader
 from mtbench.distributed import all_reduce_sum, barrier, context, device_names, per_device_batch, prepare_model
 from mtbench.evaluation import autocast, evaluate, evaluate_trivial, fit_priors, subset_ids
+from mtbench.objective import task_losses
 from mtbench.optim import build_optimizer, build_scheduler
 from mtbench.profiling import count_flops, environment, param_counts, peak_memory_mb, reset_peak_memory
 from mtbench.registry import BACKBONES, DATASETS, METHODS, TASKS
@@ -86,6 +87,7 @@ def run(
     ctx = context()
     local_batch = per_device_batch(recipe["batch_size"], ctx.world_size)
     started = datetime.now(timezone.utc).isoformat()
+    thread_plan = threads.apply(recipe["num_workers"])
     seed_everything(cfg.seed)
     train_ds, val_ds = build_data(cfg, run_dir.parent.parent / "cache")
     info = train_ds.info
@@ -102,6 +104,7 @@ def run(
     resume = checkpoint.load_latest(ckpt_dir, model, optimizer, scheduler, device, is_main=ctx.is_main)
     start, history = resume.iteration, resume.extra.get("history", [])
     weights = {t: task.weight(info) for t, task in tasks.items()}
+    aux_losses = getattr(model, "aux_losses", None)  # deep supervision that is not the task's own output
     use_amp = bool(recipe["amp"]) and device.type == "cuda"
     pin = device.type == "cuda"
     reset_peak_memory(device)
@@ -131,7 +134,7 @@ def run(
             targets = {t: batch[t].to(device, non_blocking=True) for t in tasks}  # once, for every output level
             with autocast(device, use_amp):
                 out = net(images)
-            losses = task_losses(out, targets, tasks, weights)
+            losses = task_losses(out, targets, tasks, weights, aux_losses)
             optimizer.zero_grad(set_to_none=True)
             sum(losses.values()).backward()
             if recipe.get("grad_clip"):
@@ -197,19 +200,10 @@ def run(
         "train_images_per_s": (total - start) * recipe["batch_size"] / train_time if train_time > 0 else None,
         "peak_memory": peak_memory_mb(device),
         "precision": "bf16-autocast" if use_amp else "fp32",
+        "threads": thread_plan,
         "environment": environment(device),
         "started_at": started, "finished_at": datetime.now(timezone.utc).isoformat(),
     }
-
-
-def task_losses(out: dict[str, Any], targets: dict[str, torch.Tensor], tasks: dict[str, Any],
-                weights: dict[str, float]) -> dict[str, torch.Tensor]:
-    """Each task's weighted loss, its deep-supervision terms included: what a weighting strategy combines."""
-    losses = {t: weights[t] * tasks[t].loss(out["final"][t], targets[t]) for t in tasks}
-    for aux in out.get("aux", {}).values():
-        for t in aux:
-            losses[t] = losses[t] + weights[t] * tasks[t].loss(aux[t], targets[t])
-    return losses
 
 
 def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress, pred_dir=None):

@@ -124,6 +124,8 @@ def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dic
     recipe = any_rec.get("recipe_name", "?")
     title = f"{any_rec['dataset']} · {any_rec['backbone']} · tasks {', '.join(tasks)} · " \
             f"{setting_line(members + refs + failed)}"
+    if "edge" in tasks:  # boundary scores are comparable only under one evaluation protocol
+        title += f" · edge protocol {any_rec.get('config', {}).get('recipe', {}).get('eval', {}).get('edge_protocol', 'unrecorded')}"
     table = Table(title=title, slug=f"{any_rec['dataset']}_{any_rec['backbone']}_{recipe}_{'-'.join(tasks)}_{key}",
                   columns=columns)
     hib = {c.task: c.higher_is_better for c in columns}

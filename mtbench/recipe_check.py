@@ -52,9 +52,24 @@ BOOL = ((lambda v: isinstance(v, bool)), "true or false")
 TEXT = ((lambda v: isinstance(v, str)), "a string")
 BETAS = ((lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_num(0, hi=1)[0](b) and b < 1 for b in v)),
          "two numbers in [0, 1), e.g. [0.9, 0.999]")
-THRESHOLDS = ((lambda v: v == "hed" or _int(1)[0](v) or (isinstance(v, list) and bool(v) and
-                                                        all(_num(0, hi=1)[0](t) for t in v))),
-              "'hed', a count of uniform thresholds, or a list of thresholds in [0, 1]")
+
+
+def _named(module: str, name: str) -> list[str]:
+    import importlib
+
+    return list(getattr(importlib.import_module(module), name))
+
+
+def _thresholds() -> tuple[Check, str]:
+    named = _named("mtbench.metrics.boundary", "NAMED_THRESHOLDS")
+    return ((lambda v: v is None or v in named or _int(1)[0](v) or
+             (isinstance(v, list) and bool(v) and all(_num(0, hi=1)[0](t) for t in v))),
+            f"null (the protocol's), {' or '.join(map(repr, named))}, a count of uniform thresholds, or a list of "
+            f"thresholds in [0, 1]")
+
+
+def _protocol() -> tuple[Check, str]:
+    return _choice(*_named("mtbench.metrics.boundary_protocol", "PROTOCOLS"))
 
 # Top-level values (sections are below). A key of RECIPE_DEFAULTS that is in neither is only checked for presence.
 TOP: dict[str, tuple[Check, str]] = {
@@ -67,8 +82,10 @@ SECTIONS: dict[str, dict[str, tuple[Check, str]]] = {
                   "weight_decay": _num(0), "nesterov": BOOL, "betas": BETAS},
     "schedule": {"name": _choice("poly", "constant"), "power": _num(0), "warmup_iters": _int(0),
                  "warmup_ratio": _num(0, hi=1)},
-    "eval": {"edge_thresholds": THRESHOLDS, "edge_nms": BOOL, "edge_workers": _optional(_int(1))},
+    "eval": {"edge_protocol": None, "edge_thresholds": None, "edge_nms": _optional(BOOL),
+             "edge_workers": _optional(_int(1))},
 }
+LAZY = {("eval", "edge_protocol"): _protocol, ("eval", "edge_thresholds"): _thresholds}  # names from the metrics
 # backbone_cfg keys the wrapper sets itself or forbids, with why.
 BACKBONE_OWNED = {
     "pretrained": "weights are never downloaded: pass --backbone-weights PATH",
@@ -106,7 +123,8 @@ def validate(recipe: dict[str, Any], defaults: dict[str, Any]) -> None:
         if section in recipe:
             check_keys(f"{section}.", recipe[section], schema, name)
             for key, value in recipe[section].items():
-                check_value(f"{section}.{key}", value, schema[key], name)
+                check = schema[key] or LAZY[(section, key)]()
+                check_value(f"{section}.{key}", value, check, name)
     for key, why in BACKBONE_OWNED.items():
         if key in recipe.get("backbone_cfg", {}):
             raise ConfigError(f"recipe '{name}': backbone_cfg.{key} cannot be set: {why}")

@@ -1,4 +1,4 @@
-"""Boundaries: class-balanced BCE with positive weight 0.95 (ATRC/InvPT), scored by BSDS odsF."""
+"""Boundaries: class-balanced BCE with positive weight 0.95 (ATRC/InvPT), scored by odsF under an edge protocol."""
 from __future__ import annotations
 
 import torch
@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from mtbench.data.base import IGNORE
 from mtbench.metrics.boundary import BoundaryEvaluator
+from mtbench.metrics.boundary_protocol import DEFAULT_PROTOCOL
 from mtbench.registry import register_task
 from mtbench.task import Task
 
@@ -38,10 +39,13 @@ class Edge(Task):
         return BoundaryEvaluator
 
     def evaluator(self, info, eval_cfg):
+        """``eval.edge_protocol`` names the released evaluation reproduced (boundary_protocol);
+        ``edge_thresholds`` / ``edge_nms`` override single details of it."""
         return BoundaryEvaluator(
             max_dist=info.edge_max_dist,
-            thresholds=eval_cfg.get("edge_thresholds", "hed"),
-            nms=eval_cfg.get("edge_nms", True),
+            protocol=eval_cfg.get("edge_protocol", DEFAULT_PROTOCOL),
+            thresholds=eval_cfg.get("edge_thresholds"),
+            nms=eval_cfg.get("edge_nms"),
             workers=eval_cfg.get("edge_workers"),
         )
 

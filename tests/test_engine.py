@@ -62,6 +62,7 @@ def test_record_contents(tmp_path, tiny_recipe):
     assert rec["params"]["total"] == rec["params"]["backbone"] + rec["params"]["head"] > 0
     assert rec["flops"]["gflops"] > 0 and rec["backbone_info"]["weights_source"] == "random init"
     assert rec["environment"]["torch"] == torch.__version__
+    assert rec["threads"]["torch_threads"] == rec["environment"]["threads"] >= 1
     # edge predictions saved as PNG at native size for re-scoring
     pngs = sorted((tmp_path / "runs" / cfg.run_id / "predictions" / "edge").glob("*.png"))
     assert len(pngs) == rec["dataset_info"]["n_val"]

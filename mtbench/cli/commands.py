@@ -5,7 +5,7 @@ from __future__ import annotations
 SUBCOMMANDS = {
     "leaderboard": ("leaderboard", "rebuild the leaderboard from the run records in a results directory"),
     "status": ("status", "one table of a grid: done / running / pending / failed per run, then the leaderboard"),
-    "eval-boundary": ("eval_boundary", "score a folder of edge maps by the BSDS protocol (odsF / oisF / AP), no MATLAB"),
+    "eval-boundary": ("eval_boundary", "score a folder of edge maps as SEISM / BSDS / SBD do (odsF / oisF / AP), no MATLAB"),
     "data": ("data", "'data check': verify a dataset folder (counts, shapes, ranges, unreadable files)"),
     "profile": ("profile", "params, GFLOPs, memory and images/s of methods at a dataset's input size"),
 }

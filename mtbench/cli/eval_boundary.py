@@ -1,8 +1,9 @@
-"""``bench.py eval-boundary``: score a folder of 8-bit PNG edge maps against boundary ground truth.
+"""``bench.py eval-boundary``: score a folder of soft edge maps against boundary ground truth.
 
 This is how a published or exported set of predictions is checked against the papers' numbers
-without MATLAB: the defaults follow SEISM for nyud/pascal (NMS on, 101 HED thresholds) and the
-BSDS benchmark for bsds (no NMS, 99 thresholds).
+without MATLAB. The edge protocol says which released evaluation is reproduced (SEISM's, as
+InvPT/MQTransformer used, by default for nyud/pascal; the BSDS and SBD benchmarks' for bsds/sbd);
+``--thresholds``, ``--nms`` and ``--max-dist`` override single details.
 """
 from __future__ import annotations
 
@@ -14,26 +15,39 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import scipy.io
-from PIL import Image
 
-from mtbench.metrics.boundary import MAX_DIST, BoundaryResult, evaluate_boundaries, hed_thresholds
+from mtbench.metrics.boundary import MAX_DIST, BoundaryResult, evaluate_boundaries, protocol_thresholds, resolve_thresholds
+from mtbench.metrics.boundary_io import (GT_SUFFIXES, PRED_SUFFIXES, BoundaryInputError, load_ground_truth,
+                                         load_prediction)
+from mtbench.metrics.boundary_protocol import PROTOCOLS, get_protocol
 
-
-class BoundaryInputError(ValueError):
-    """A problem with the input folders, reported to the user without a traceback."""
+DATASET_PROTOCOL = {"bsds": "bsds", "sbd": "sbd", "nyud": "seism", "pascal": "seism"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pred", type=Path, required=True, help="folder of <id>.png, 8-bit, prob = value/255")
+    protocols = "; ".join(f"{p.name}: {p.reproduces}" for p in PROTOCOLS.values())
+    parser.add_argument("--pred", type=Path, required=True,
+                        help="folder of <id>.png/.bmp (8-bit, prob = value/255), <id>.npy or <id>.mat (2-D, [0, 1] or uint8)")
     parser.add_argument("--gt", type=Path, required=True,
-                        help="ground truth: <id>.mat (BSDS groundTruth cell) or, for nyud/pascal, <id>.png (0/255)")
+                        help="folder of <id>.mat (BSDS groundTruth, SBD GTcls/GTinst, PASCAL-Context LabelMap) "
+                             "or <id>.png/.npy edge maps (NYUD)")
     parser.add_argument("--dataset", required=True, choices=sorted(MAX_DIST),
-                        help="sets maxDist (bsds/pascal 0.0075, nyud 0.011) and the defaults below")
+                        help="sets the default maxDist (bsds/pascal 0.0075, nyud 0.011, sbd 0.02) and protocol")
+    parser.add_argument("--edge-protocol", choices=sorted(PROTOCOLS), default=None,
+                        help=f"which released evaluation to reproduce (default: bsds for bsds, sbd for sbd, seism "
+                             f"otherwise) -- {protocols}")
+    parser.add_argument("--class", dest="category", type=int, default=None,
+                        help="SBD class index 1..20 (GTcls/GTinst ground truth), e.g. 15 = person")
+    parser.add_argument("--max-dist", type=float, default=None,
+                        help="match tolerance as a fraction of the image diagonal (default: the dataset's)")
+    parser.add_argument("--kill-internal", action=argparse.BooleanOptionalAction, default=None,
+                        help="drop predicted pixels inside the class segment and farther than maxDist from its "
+                             "boundary, as SEISM and the SBD benchmark do (default: on for SBD ground truth)")
     parser.add_argument("--thresholds", type=int, default=None,
-                        help="N uniform BSDS thresholds (default: 99 for bsds, SEISM's 101 HED thresholds otherwise)")
+                        help="N uniform BSDS thresholds instead of the protocol's (seism: SEISM's 101 HED thresholds, "
+                             "mtinet: 0.01..0.99, bsds/sbd: 99)")
     parser.add_argument("--nms", action=argparse.BooleanOptionalAction, default=None,
-                        help="structured-edge NMS before thresholding (default: on for nyud/pascal, off for bsds)")
+                        help="structured-edge NMS before thresholding (default: the protocol's, on for seism only)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default min(cpus, 8))")
     parser.add_argument("--ids", type=Path, default=None, help="file with one image id per line (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="write the full result as JSON")
@@ -51,11 +65,11 @@ def _name_some(ids: set[str] | list[str], limit: int = 10) -> str:
     return ", ".join(ids[:limit]) + more
 
 
-def resolve_ids(pred_dir: Path, gt_dir: Path, dataset: str, ids_file: Path | None) -> list[str]:
+def resolve_ids(pred_dir: Path, gt_dir: Path, ids_file: Path | None) -> list[str]:
     """The ids to score; every one needs a prediction and a GT file, and without ``--ids`` the
     two folders must hold the same ids (a stray or missing file usually means a wrong folder)."""
-    preds = _ids_in(pred_dir, (".png",))
-    gts = _ids_in(gt_dir, (".mat",) if dataset == "bsds" else (".mat", ".png"))
+    preds = _ids_in(pred_dir, PRED_SUFFIXES)
+    gts = _ids_in(gt_dir, GT_SUFFIXES)
     if ids_file is not None:
         wanted = [s.strip() for s in ids_file.read_text().splitlines() if s.strip()]
         if len(set(wanted)) != len(wanted):
@@ -76,46 +90,35 @@ def resolve_ids(pred_dir: Path, gt_dir: Path, dataset: str, ids_file: Path | Non
     return wanted
 
 
-def load_prediction(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        if im.mode != "L":
-            raise BoundaryInputError(f"{path}: expected an 8-bit single-channel PNG, got mode {im.mode}")
-        return np.asarray(im, dtype=np.uint8)
+class _Inputs:
+    """Predictions, annotator maps and kill_internal segments, read lazily and checked in step."""
 
+    def __init__(self, args: argparse.Namespace, ids: list[str], labels: bool, kill: bool | None) -> None:
+        self.args, self.ids, self.labels, self.kill = args, ids, labels, kill
+        self.shapes: dict[str, tuple[int, int]] = {}
+        self.segments: list[np.ndarray | None] = []
 
-def load_ground_truth(gt_dir: Path, image_id: str, dataset: str) -> list[np.ndarray]:
-    """Annotator maps: the BSDS ``groundTruth`` cell (``Boundaries`` of each entry) or one PNG."""
-    mat = gt_dir / f"{image_id}.mat"
-    png = gt_dir / f"{image_id}.png"
-    if dataset != "bsds" and png.is_file():
-        with Image.open(png) as im:
-            return [np.asarray(im.convert("L")) > 0]
-    data = scipy.io.loadmat(mat)
-    if "groundTruth" not in data:
-        keys = [k for k in data if not k.startswith("__")]
-        raise BoundaryInputError(f"{mat}: no 'groundTruth' variable (found {keys})")
-    cell = data["groundTruth"]
-    return [np.asarray(cell[0, k]["Boundaries"][0, 0]).astype(bool) for k in range(cell.shape[1])]
-
-
-def _inputs(args: argparse.Namespace, ids: list[str]) -> tuple[Iterator[np.ndarray], Iterator[list[np.ndarray]]]:
-    shapes: dict[str, tuple[int, int]] = {}
-
-    def preds() -> Iterator[np.ndarray]:
-        for i in ids:
-            p = load_prediction(args.pred / f"{i}.png")
-            shapes[i] = p.shape
+    def preds(self) -> Iterator[np.ndarray]:
+        for i in self.ids:
+            p = load_prediction(self.args.pred, i)
+            self.shapes[i] = p.shape
             yield p
 
-    def gts() -> Iterator[list[np.ndarray]]:
-        for i in ids:
-            g = load_ground_truth(args.gt, i, args.dataset)
-            bad = [m.shape for m in g if m.shape != shapes[i]]
+    def gts(self) -> Iterator[list[np.ndarray]]:
+        for i in self.ids:
+            g = load_ground_truth(self.args.gt, i, self.labels, self.args.category)
+            bad = [m.shape for m in g.maps if m.shape != self.shapes[i]]
             if bad:
-                raise BoundaryInputError(f"{i}: prediction is {shapes[i]} but ground truth is {bad[0]}")
-            yield g
+                raise BoundaryInputError(f"{i}: prediction is {self.shapes[i]} but ground truth is {bad[0]}")
+            use = self.kill if self.kill is not None else g.segment is not None
+            if use and g.segment is None:
+                raise BoundaryInputError(f"{i}: --kill-internal needs SBD ground truth (GTcls/GTinst with --class)")
+            self.segments.append(g.segment if use else None)
+            yield g.maps
 
-    return preds(), gts()
+    def segment_stream(self) -> Iterator[np.ndarray | None]:
+        for k in range(len(self.ids)):
+            yield self.segments[k]  # filled by gts(), which the evaluator reads first
 
 
 class _Sized:
@@ -157,24 +160,40 @@ def print_table(res: BoundaryResult, title: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     err = Console(stderr=True)
-    try:
-        ids = resolve_ids(args.pred, args.gt, args.dataset, args.ids)
-        nms = args.nms if args.nms is not None else args.dataset != "bsds"
-        if args.thresholds is not None:
-            thresholds = args.thresholds
-        else:
-            thresholds = 99 if args.dataset == "bsds" else hed_thresholds()
-        preds, gts = _inputs(args, ids)
-        res = evaluate_boundaries(_Sized(preds, len(ids)), gts, max_dist=MAX_DIST[args.dataset],
-                                  thresholds=thresholds, nms=nms, workers=args.workers)
-    except (BoundaryInputError, OSError) as e:
-        err.print(f"[red]error:[/red] {e}")
+    proto = get_protocol(args.edge_protocol or DATASET_PROTOCOL[args.dataset])
+    max_dist = MAX_DIST[args.dataset] if args.max_dist is None else args.max_dist
+    if not 0 < max_dist < 1:
+        err.print(f"[red]error:[/red] --max-dist must be a fraction of the image diagonal in (0, 1), got {max_dist}",
+                  soft_wrap=True)
         return 2
-    print_table(res, f"boundaries: {args.dataset}, {len(ids)} images, nms={'on' if nms else 'off'}")
+    if args.category is not None and not 1 <= args.category <= 255:
+        err.print(f"[red]error:[/red] --class must be a class index >= 1 (SBD: 1..20), got {args.category}",
+                  soft_wrap=True)
+        return 2
+    nms = proto.nms if args.nms is None else args.nms
+    thresholds = protocol_thresholds(proto) if args.thresholds is None else resolve_thresholds(args.thresholds)
+    kill = {None: "for SBD ground truth", True: "on", False: "off"}[args.kill_internal]
+    Console().print(f"eval-boundary: {args.dataset}, protocol {proto.name} ({proto.reproduces}), {len(thresholds)} "
+                    f"thresholds {thresholds[0]:g}..{thresholds[-1]:g}, maxDist {max_dist:g}, nms {'on' if nms else 'off'}"
+                    + (f", class {args.category}" if args.category is not None else "") + f", kill_internal {kill}",
+                    markup=False, highlight=False, soft_wrap=True)
+    try:
+        ids = resolve_ids(args.pred, args.gt, args.ids)
+        inputs = _Inputs(args, ids, proto.gt_from_labels, args.kill_internal)
+        res = evaluate_boundaries(_Sized(inputs.preds(), len(ids)), inputs.gts(), max_dist=max_dist, protocol=proto,
+                                  thresholds=thresholds, nms=nms, workers=args.workers,
+                                  segments=inputs.segment_stream())
+    except (BoundaryInputError, OSError) as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}", soft_wrap=True)
+        return 2
+    killed = any(s is not None for s in inputs.segments)
+    print_table(res, f"{args.dataset}: {len(ids)} images, protocol {proto.name}")
     if args.out is not None:
-        payload = {"dataset": args.dataset, "max_dist": MAX_DIST[args.dataset], "nms": nms,
-                   "pred": str(args.pred), "gt": str(args.gt), "ids": ids, **res.as_dict()}
+        payload = {"dataset": args.dataset, "edge_protocol": proto.name, "max_dist": max_dist, "nms": nms,
+                   "class": args.category, "kill_internal": killed, "pred": str(args.pred), "gt": str(args.gt),
+                   "ids": ids, **res.as_dict()}
         write_json_atomic(args.out, payload)
     return 0

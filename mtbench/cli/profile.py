@@ -82,6 +82,7 @@ def _timed(fn, steps: int, batch: int, device: torch.device) -> dict[str, Any]:
 def profile_method(method: str, args: argparse.Namespace, recipe: dict, tasks: tuple[str, ...], info,
                    backbone_name: str, device: torch.device) -> dict[str, Any]:
     from mtbench.evaluation import autocast
+    from mtbench.objective import task_losses
     from mtbench.optim import build_optimizer
     from mtbench.profiling import count_flops, param_counts
     from mtbench.registry import BACKBONES, METHODS, TASKS
@@ -113,9 +114,7 @@ def profile_method(method: str, args: argparse.Namespace, recipe: dict, tasks: t
         with autocast(device, use_amp):
             out = model(x)
         targets = _targets(out["final"])
-        loss = sum(weights[t] * task_objs[t].loss(out["final"][t], targets[t]) for t in tasks)
-        for aux in out.get("aux", {}).values():
-            loss = loss + sum(weights[t] * task_objs[t].loss(aux[t], targets[t]) for t in aux)
+        loss = sum(task_losses(out, targets, task_objs, weights, getattr(model, "aux_losses", None)).values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

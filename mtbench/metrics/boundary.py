@@ -1,22 +1,19 @@
-"""Boundary detection scores (ODS F, OIS F, AP) by the BSDS protocol, without MATLAB.
+"""Boundary detection scores (ODS F, OIS F, AP) as the BSDS/SEISM MATLAB benchmarks compute them.
 
-Per image and threshold (BSDS ``evaluation_bdry_image``): binarise ``prob >= thr``, thin
+Per image and threshold (BSDS ``evaluation_bdry_image``, boundary_image): binarise, thin
 (``bwmorph(.., 'thin', Inf)``), match one-to-one against *each* annotator separately within
 ``max_dist`` x image diagonal, then count
 
     cntR += matched GT pixels,  sumR += GT pixels     (summed over annotators)
     cntP += predicted pixels matched to any annotator, sumP += predicted pixels.
 
-Dataset level (BSDS ``collect_eval_bdry``): ODS is the best F of the pooled per-threshold R/P,
-searched on 100 linear interpolation steps between adjacent thresholds; OIS pools the counts of
-each image at its own best (non-interpolated) threshold; AP is the area under the pooled PR curve,
-precision interpolated at recall 0:0.01:1 (zero outside the measured range), summed x 0.01.
-
-SEISM, which the multi-task papers used, differs in three details: it applies structured-edge NMS
-first (``nms=True`` here, see boundary_nms), it takes ODS as the plain maximum over its 101
-thresholds (the interpolation only matters with few thresholds: with 99 or 101 the two agree on
-the BSDS mini-bench) and it sets P = 1 where an image or threshold has no predicted pixel
-(BSDS: P = 0), which only moves AP when the highest thresholds leave a map empty.
+Dataset level (BSDS ``collect_eval_bdry``): ODS is the best F of the pooled per-threshold R/P
+(BSDS: searched on 100 linear interpolation steps between adjacent thresholds; SEISM: the best
+threshold itself); OIS pools the counts of each image at its own best (non-interpolated)
+threshold; AP is the area under the pooled PR curve, precision interpolated at recall 0:0.01:1
+(zero outside the measured range), summed x 0.01. Which released evaluation's details apply
+(NMS, thresholds and their comparison, ground truth, empty maps, repeated recalls) is the edge
+protocol's (boundary_protocol; default SEISM's, as the multi-task papers used).
 
 Ignore regions (GT value 255): predicted and GT pixels there are removed after thinning, so they
 count neither as hits nor as misses. Boundary evaluation is inherently host work (thinning and an
@@ -27,7 +24,6 @@ from __future__ import annotations
 import itertools
 import math
 import multiprocessing as mp
-import os
 import zlib
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -36,14 +32,15 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-from skimage.morphology import thin as _thin
 
 from mtbench.metrics.base import Evaluator
-from mtbench.metrics.boundary_match import correspond_pixels, max_dist_pixels
-from mtbench.metrics.boundary_nms import structured_edge_nms
+from mtbench.threads import cpu_budget
+from mtbench.metrics.boundary_image import evaluate_image
+from mtbench.metrics.boundary_protocol import (DEFAULT_PROTOCOL, EdgeProtocol, get_protocol, kill_mask,
+                                               label_boundaries, mtinet_thresholds, seg2bmap)
 
 IGNORE = 255
-MAX_DIST = {"bsds": 0.0075, "pascal": 0.0075, "nyud": 0.011}
+MAX_DIST = {"bsds": 0.0075, "pascal": 0.0075, "nyud": 0.011, "sbd": 0.02}  # SEISM eval_method.m and the papers
 
 
 def uniform_thresholds(n: int) -> np.ndarray:
@@ -54,21 +51,26 @@ def uniform_thresholds(n: int) -> np.ndarray:
 
 
 def hed_thresholds() -> np.ndarray:
-    """The 101 thresholds of SEISM's HED parameter file: 0.001, 0.01, 0.02, ..., 0.99, 0.999.
+    """The 101 thresholds of SEISM's ``parameters/HED.txt``: 0.001, 0.01, 0.02, ..., 0.99, 0.999.
 
-    Taken from SEISM's ``parameters/HED_VOC_Khoreva.txt``; the multi-task repos copy
-    ``parameters/HED.txt``, which we could not read, and submit 101+1 jobs for it, consistent
-    with this 101-value list (not ``linspace(0, 1, 101)``: 0 would count every pixel as edge).
+    Read from jponttuset/seism (commit 6af0cad) and, identical, from the copy in
+    prismformore/Boundary-Detection-Evaluation-Tools that InvPT points to; ``str2double`` of
+    each line gives these doubles (not ``linspace(0, 1, 101)``: 0 would count every pixel).
     """
     return np.concatenate([[0.001], np.round(np.arange(1, 100) * 0.01, 2), [0.999]])
 
 
+NAMED_THRESHOLDS = {"hed": hed_thresholds, "mtinet": mtinet_thresholds}
+
+
 def resolve_thresholds(thresholds: int | str | Sequence[float] | np.ndarray) -> np.ndarray:
-    """n uniform thresholds, the named SEISM set ``"hed"`` (what recipes use for paper parity), or a list."""
+    """n uniform thresholds, a named set (``"hed"``: SEISM's HED.txt, ``"mtinet"``: 0.01..0.99 as
+    MTI-Net writes them), or an increasing list."""
     if isinstance(thresholds, str):
-        if thresholds != "hed":
-            raise ValueError(f"unknown threshold set '{thresholds}'; use 'hed', an integer count, or a list")
-        return hed_thresholds()
+        if thresholds not in NAMED_THRESHOLDS:
+            raise ValueError(f"unknown threshold set '{thresholds}'; use {', '.join(map(repr, NAMED_THRESHOLDS))}, "
+                             "an integer count, or a list")
+        return NAMED_THRESHOLDS[thresholds]()
     if isinstance(thresholds, (int, np.integer)):
         return uniform_thresholds(int(thresholds))
     thr = np.asarray(thresholds, dtype=np.float64).ravel()
@@ -104,54 +106,24 @@ class BoundaryResult:
         return out
 
 
-def evaluate_image(pred: np.ndarray, gts: Sequence[np.ndarray], thresholds: np.ndarray,
-                   max_dist: float, *, nms: bool = False, thin: bool = True,
-                   ignore: np.ndarray | None = None) -> np.ndarray:
-    """Counts (T, 4) = cntR, sumR, cntP, sumP for one image; ``pred`` is float prob or uint8/255."""
-    prob = pred / 255.0 if pred.dtype == np.uint8 else np.asarray(pred, dtype=np.float64)
-    if prob.ndim != 2:
-        raise ValueError(f"prediction must be (H, W), got {prob.shape}")
-    keep = None if ignore is None else ~np.asarray(ignore, dtype=bool)
-    gt_maps = [np.asarray(g, dtype=bool) if keep is None else np.asarray(g, dtype=bool) & keep for g in gts]
-    for g in gt_maps:
-        if g.shape != prob.shape:
-            raise ValueError(f"ground truth {g.shape} and prediction {prob.shape} differ in shape")
-    thr = np.maximum(np.finfo(np.float64).eps, np.asarray(thresholds, dtype=np.float64))
-    if nms:
-        # SEISM compares the single-precision NMS output with single(thr).
-        prob = structured_edge_nms(prob.astype(np.float32))
-        thr = thr.astype(np.float32)
-    radius = max_dist_pixels(prob.shape, max_dist)
-    gt_total = sum(int(g.sum()) for g in gt_maps)
-    counts = np.zeros((len(thr), 4), dtype=np.int64)
-    prev = None
-    for t, th in enumerate(thr):
-        bmap = prob >= th
-        if thin and bmap.any():
-            bmap = _thin(bmap)
-        if keep is not None:
-            bmap &= keep
-        if prev is not None and np.array_equal(bmap, prev):
-            counts[t] = counts[t - 1]  # same map as at the previous threshold
-            continue
-        prev = bmap
-        cnt_r, acc = 0, np.zeros_like(bmap)
-        if bmap.any():
-            for g in gt_maps:
-                m1, m2 = correspond_pixels(bmap, g, radius)
-                acc |= m1
-                cnt_r += int(m2.sum())
-        counts[t] = (cnt_r, gt_total, int(acc.sum()), int(bmap.sum()))
-    return counts
-
-
 def _fmeasure(r: np.ndarray, p: np.ndarray) -> np.ndarray:
     return 2 * p * r / (p + r + ((p + r) == 0))
 
 
-def _ratios(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _ratios(counts: np.ndarray, seism: bool, pooled: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """R, P from counts (..., 4). BSDS: x / max(1, sum). SEISM sets (R, P) = (1, 0) without GT and
+    (0, 1) without predictions; where both are empty, its per-threshold pooling (``gather_measure``)
+    checks predictions last and its per-image code (``eval_cont``, ``general_ois``) checks GT first."""
     cnt_r, sum_r, cnt_p, sum_p = (counts[..., k].astype(np.float64) for k in range(4))
-    return cnt_r / (sum_r + (sum_r == 0)), cnt_p / (sum_p + (sum_p == 0))
+    r = cnt_r / (sum_r + (sum_r == 0))
+    p = cnt_p / (sum_p + (sum_p == 0))
+    if seism:
+        no_gt, no_pred = sum_r == 0, sum_p == 0
+        first, second = ((no_gt, (1.0, 0.0)), (no_pred, (0.0, 1.0))) if pooled else ((no_pred, (0.0, 1.0)), (no_gt, (1.0, 0.0)))
+        for mask, (rv, pv) in (first, second):  # the later assignment wins, as in the MATLAB code
+            r = np.where(mask, rv, r)
+            p = np.where(mask, pv, p)
+    return r, p
 
 
 def _interpolated_best(thr: np.ndarray, r: np.ndarray, p: np.ndarray) -> tuple[float, float, float, float]:
@@ -165,32 +137,62 @@ def _interpolated_best(thr: np.ndarray, r: np.ndarray, p: np.ndarray) -> tuple[f
     return float(ts[k]), float(rs[k]), float(ps[k]), float(fs[k])
 
 
-def summarize(thresholds: np.ndarray, counts: np.ndarray) -> BoundaryResult:
-    """Dataset scores from per-image counts (N, T, 4), as BSDS ``collect_eval_bdry``."""
+def curve_scores(thresholds: np.ndarray, R: np.ndarray, P: np.ndarray,
+                 protocol: str | EdgeProtocol = DEFAULT_PROTOCOL) -> tuple[tuple[float, float, float, float], float]:
+    """((ODS threshold, R, P, F), AP) from the pooled per-threshold recall and precision.
+
+    AP interpolates precision at recall 0, 0.01, ..., 1 over the distinct recall values (zero
+    outside their range), as ``interp1`` after MATLAB's ``unique``; which of repeated recalls is
+    kept is the protocol's (``ap_last_tie``)."""
+    proto = get_protocol(protocol)
+    thr, R, P = (np.asarray(x, dtype=np.float64) for x in (thresholds, R, P))
+    if proto.interpolated_ods:
+        ods = _interpolated_best(thr, R, P)
+    else:
+        k = int(np.argmax(_fmeasure(R, P)))
+        ods = (float(thr[k]), float(R[k]), float(P[k]), float(_fmeasure(R[k], P[k])))
+    if proto.ap_last_tie:
+        ru, idx = np.unique(R[::-1], return_index=True)
+        idx = len(R) - 1 - idx
+    else:
+        ru, idx = np.unique(R, return_index=True)
+    ap = float(np.interp(np.linspace(0, 1, 101), ru, P[idx], left=0.0, right=0.0).sum() * 0.01) if ru.size > 1 else 0.0
+    return ods, ap
+
+
+def summarize(thresholds: np.ndarray, counts: np.ndarray, protocol: str | EdgeProtocol = DEFAULT_PROTOCOL) -> BoundaryResult:
+    """Dataset scores from per-image counts (N, T, 4): BSDS ``collect_eval_bdry`` or SEISM's
+    ``gather_measure`` / ``general_ods`` / ``general_ois`` / ``general_ap``, per the protocol."""
+    proto = get_protocol(protocol)
     thr = np.asarray(thresholds, dtype=np.float64)
     counts = np.asarray(counts, dtype=np.int64).reshape(-1, len(thr), 4)
     per_image = np.zeros((len(counts), 4))
     best = np.zeros(4, dtype=np.int64)
     for n, c in enumerate(counts):
-        r, p = _ratios(c)
+        r, p = _ratios(c, proto.seism_empty)
         per_image[n] = _interpolated_best(thr, r, p)
-        best += c[int(np.argmax(_fmeasure(r, p)))]
-    total = counts.sum(axis=0)
-    R, P = _ratios(total)
+        f = np.round(_fmeasure(r, p), 6) if proto.printed_image_f else _fmeasure(r, p)
+        best += c[int(np.argmax(f))]  # OIS: each image at its own best threshold (first of equals)
+    R, P = _ratios(counts.sum(axis=0), proto.seism_empty, pooled=True)
     F = _fmeasure(R, P)
-    ods_thr, ods_r, ods_p, ods_f = _interpolated_best(thr, R, P)
-    ois_r, ois_p = _ratios(best)
-    # AP: MATLAB unique() keeps the first occurrence of each recall value (R2013a and later).
-    ru, idx = np.unique(R, return_index=True)
-    ap = float(np.interp(np.linspace(0, 1, 101), ru, P[idx], left=0.0, right=0.0).sum() * 0.01) if ru.size > 1 else 0.0
+    (ods_thr, ods_r, ods_p, ods_f), ap = curve_scores(thr, R, P, proto)
+    ois_r, ois_p = _ratios(best, proto.seism_empty)
     return BoundaryResult(ods_f=ods_f, ods_r=ods_r, ods_p=ods_p, ods_thr=ods_thr, ois_f=float(_fmeasure(ois_r, ois_p)),
                           ois_r=float(ois_r), ois_p=float(ois_p), ap=ap, thr=thr, R=R, P=P, F=F,
                           per_image=per_image, counts=counts)
 
 
 def _task(args: tuple) -> np.ndarray:
-    pred, gts, ignore, kw = args
-    return evaluate_image(pred, gts, ignore=ignore, **kw)
+    pred, gts, ignore, segment, kw = args
+    proto: EdgeProtocol = kw["protocol"]
+    if proto.gt_from_labels:
+        gts = [label_boundaries(g) for g in gts]
+    kill = None
+    if segment is not None:  # kill_internal: the class's own segment, away from its boundary
+        seg = np.asarray(segment, dtype=bool)
+        kill = kill_mask(seg, gts[0] if proto.kill_thinned else seg2bmap(seg), kw["max_dist"])
+    return evaluate_image(pred, gts, kw["thresholds"], kw["max_dist"], nms=kw["nms"], strict=proto.strict,
+                          ignore=ignore, kill=kill, kill_thinned=proto.kill_thinned)
 
 
 def _ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -> Iterator[Any]:
@@ -212,23 +214,36 @@ def _ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], workers: int) -
 
 
 def default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
+    """Worker processes come out of this process's CPU budget (affinity, SLURM, OMP_NUM_THREADS), at most 8."""
+    return min(cpu_budget(), 8)
+
+
+def protocol_thresholds(protocol: str | EdgeProtocol) -> np.ndarray:
+    """The thresholds a protocol sweeps by default (SEISM's HED list, MTI-Net's 0.01..0.99, BSDS's 99)."""
+    return resolve_thresholds(get_protocol(protocol).thresholds)
 
 
 def evaluate_boundaries(preds: Iterable[np.ndarray], gts: Iterable[Sequence[np.ndarray]], *, max_dist: float,
-                        thresholds: int | Sequence[float] = 99, nms: bool = False, thin: bool = True,
+                        protocol: str | EdgeProtocol = DEFAULT_PROTOCOL,
+                        thresholds: int | str | Sequence[float] | None = None, nms: bool | None = None,
                         workers: int | None = None, progress: bool = True,
-                        ignore_masks: Iterable[np.ndarray | None] | None = None) -> BoundaryResult:
-    """Score soft boundary maps against one or more annotator maps per image.
+                        ignore_masks: Iterable[np.ndarray | None] | None = None,
+                        segments: Iterable[np.ndarray | None] | None = None) -> BoundaryResult:
+    """Score soft boundary maps against one or more annotator maps per image, by ``protocol``.
 
     ``preds``: (H, W) probabilities (float) or uint8 maps read as value / 255. ``gts``: per image a
-    list of boolean annotator maps. ``ignore_masks``: optional per-image boolean maps of pixels to
-    leave out. Results do not depend on ``workers`` (default ``min(cpu count, 8)``).
+    list of annotator maps: label maps when the protocol derives boundaries from labels
+    (``gt_from_labels``: any 0/1 edge map is a label map too), else boundary maps. ``thresholds``
+    and ``nms`` default to the protocol's. ``ignore_masks``: per-image pixels to leave out.
+    ``segments``: per-image masks of the class's own segment for kill_internal (SBD), or None.
+    Results do not depend on ``workers`` (default: the CPU budget, at most 8).
     """
-    thr = resolve_thresholds(thresholds)
-    kw = dict(thresholds=thr, max_dist=max_dist, nms=nms, thin=thin)
+    proto = get_protocol(protocol)
+    thr = protocol_thresholds(proto) if thresholds is None else resolve_thresholds(thresholds)
+    kw = dict(thresholds=thr, max_dist=max_dist, nms=proto.nms if nms is None else nms, protocol=proto)
     ignores = ignore_masks if ignore_masks is not None else itertools.repeat(None)
-    items = ((p, [np.asarray(g) for g in g_list], ig, kw) for p, g_list, ig in zip(preds, gts, ignores))
+    segs = segments if segments is not None else itertools.repeat(None)
+    items = ((p, [np.asarray(g) for g in g_list], ig, sg, kw) for p, g_list, ig, sg in zip(preds, gts, ignores, segs))
     total = len(preds) if hasattr(preds, "__len__") else None  # type: ignore[arg-type]
     workers = default_workers() if workers is None else max(1, int(workers))
     results = _ordered_map(_task, items, workers)
@@ -245,29 +260,36 @@ def evaluate_boundaries(preds: Iterable[np.ndarray], gts: Iterable[Sequence[np.n
         counts = list(results)
     if not counts:
         raise ValueError("no images to evaluate")
-    return summarize(thr, np.stack(counts))
+    return summarize(thr, np.stack(counts), proto)
 
 
 class BoundaryEvaluator(Evaluator):
-    """odsF / oisF / AP in percent (papers print odsF like 77.10).
+    """odsF / oisF / AP in percent (papers print odsF like 77.10), by an edge protocol (default SEISM's).
 
-    ``update`` quantises predictions to uint8 (round(p * 255)), as the papers' PNG dumps did, and
+    ``update`` quantises predictions to uint8 by truncation, trunc(p * 255) in float32, as the
+    reference pipelines write their PNGs (ATRC/InvPT/MQTransformer ``Image.fromarray((255 *
+    sigmoid).astype(np.uint8))``, MTI-Net likewise): rounding instead moves AP by about a point. It
     keeps them zlib-compressed on the host with the GT: the score needs whole-dataset threshold
     sweeps with thinning and assignment problems, which is CPU work done in ``compute``. Border
     rows/columns that are entirely ignore (padding) are cropped first, so the image diagonal that
-    scales ``max_dist`` and the NMS border zone are those of the native image. The state is a list
-    of images, not sums: ``state_tensors()`` is empty, so in distributed evaluation gather the
+    scales ``max_dist`` and the NMS border zone are those of the native image. Under a protocol that
+    reads ground truth as a label map (SEISM), the 0/1 target is that map: its boundaries are
+    thin(seg2bmap(target)), as SEISM derives them from NYUD's edge PNGs (for PASCAL-Context SEISM
+    reads the Context ``LabelMap``, which an edge target does not carry). The state is a list of
+    images, not sums: ``state_tensors()`` is empty, so in distributed evaluation gather the
     predictions on one process before ``compute``.
     """
 
     higher_is_better = {"odsF": True, "oisF": True, "AP": True}
 
-    def __init__(self, max_dist: float, thresholds: int | Sequence[float] = 99, nms: bool = True,
+    def __init__(self, max_dist: float, protocol: str | EdgeProtocol = DEFAULT_PROTOCOL,
+                 thresholds: int | str | Sequence[float] | None = None, nms: bool | None = None,
                  workers: int | None = None) -> None:
         super().__init__()
         self.max_dist = max_dist
-        self.thresholds = resolve_thresholds(thresholds)
-        self.nms = nms
+        self.protocol = get_protocol(protocol)
+        self.thresholds = protocol_thresholds(self.protocol) if thresholds is None else resolve_thresholds(thresholds)
+        self.nms = self.protocol.nms if nms is None else nms
         self.workers = workers
         self._images: list[tuple[tuple[int, int], bytes, bytes]] = []
 
@@ -280,7 +302,7 @@ class BoundaryEvaluator(Evaluator):
             pred = pred[:, 0]
         if pred.shape != target.shape or pred.dim() != 3:
             raise ValueError(f"expected pred and target of shape (B, H, W), got {tuple(pred.shape)} and {tuple(target.shape)}")
-        q = (pred.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        q = (pred.detach().float().clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()  # truncates
         t = target.detach().cpu().numpy()
         for p_i, t_i in zip(q, t):
             valid = t_i != IGNORE
@@ -311,6 +333,6 @@ class BoundaryEvaluator(Evaluator):
         a, b, c = itertools.tee(self._decoded(), 3)  # consumed in lockstep: one image buffered
         res = evaluate_boundaries(
             (p for p, _ in a), ([g == 1] for _, g in b), ignore_masks=(g == IGNORE for _, g in c),
-            max_dist=self.max_dist, thresholds=self.thresholds, nms=self.nms, workers=self.workers,
-            progress=False)
+            max_dist=self.max_dist, protocol=self.protocol, thresholds=self.thresholds, nms=self.nms,
+            workers=self.workers, progress=False)
         return {"odsF": 100.0 * res.ods_f, "oisF": 100.0 * res.ois_f, "AP": 100.0 * res.ap}
