@@ -385,7 +385,7 @@ def test_ctrl_c_saves_the_step_and_says_how_to_resume(tmp_path, fake_engine, cap
     (["--set", "methods.single.head_chanels=8"], "unknown key 'methods.single.head_chanels'. Did you mean "
                                                  "'head_channels'?"),
     (["--set", "datasets.synthetic.n_trian=8"], "Did you mean 'n_train'?"),
-    (["--set", "eval.edge_nms=maybe"], "eval.edge_nms must be true or false"),
+    (["--set", "eval.edge_nms=maybe"], "eval.edge_nms must be null or true or false, got 'maybe'"),
     (["--set", "backbone_cfg.drop_path_ratee=0.1"], "backbone_cfg {'drop_path_ratee': 0.1} is not accepted by "
                                                    "backbone 'resnet18'"),
     (["--set", "batch_size=8"], "training split has 6 images, fewer than the global batch_size 8"),
