@@ -94,3 +94,6 @@ def build_atrc(task_channels, backbone, cfg):
         raise ValueError(f"method 'atrc': head_channels must be an integer ≥ 2, got {head_channels!r}")
     head = ATRCHead(sum(backbone.channels), task_channels, genotype, head_channels)
     return ATRC(backbone, head, centroids)
+
+
+build_atrc.cfg_keys = OPTIONS  # checked against the recipe before any run (mtbench.recipe_check)

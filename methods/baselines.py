@@ -41,6 +41,9 @@ def build_baseline(task_channels, backbone, cfg):
     return SharedEncoderBaseline(backbone, task_channels, head_channels=cfg.get("head_channels"))
 
 
+build_baseline.cfg_keys = ("head_channels",)  # checked against the recipe before any run (mtbench.recipe_check)
+
+
 @register_method("single")
 def build_single(task_channels, backbone, cfg):
     if len(task_channels) != 1:
@@ -50,3 +53,4 @@ def build_single(task_channels, backbone, cfg):
 
 
 build_single.single_task = True
+build_single.cfg_keys = ("head_channels",)

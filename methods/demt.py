@@ -158,3 +158,6 @@ def build_demt(task_channels: dict[str, int], backbone: nn.Module, cfg: dict) ->
     c = resolve_cfg(cfg)
     check_backbone(backbone)
     return DeMT(backbone, DeMTHead(list(backbone.channels), task_channels, c))
+
+
+build_demt.cfg_keys = tuple(DEFAULTS)  # checked against the recipe before any run (mtbench.recipe_check)

@@ -193,3 +193,6 @@ def build_invpt(task_channels, backbone, cfg):
                     "position embedding is interpolated at every forward; the release builds ViT for the "
                     "padded size (e.g. 448x576 for NYUD)", tuple(img_size), PAD_MULTIPLE)
     return InvPT(backbone, task_channels, **{**DEFAULTS, **cfg})
+
+
+build_invpt.cfg_keys = tuple(DEFAULTS)  # checked against the recipe before any run (mtbench.recipe_check)

@@ -329,6 +329,9 @@ def build_mqt_spatial(task_channels: dict[str, int], backbone: nn.Module, cfg: d
     return MQTransformer(backbone, task_channels, resolve_cfg(cfg, "mqt_spatial"))
 
 
+build_mqt.cfg_keys = tuple(DEFAULTS)  # checked against the recipe before any run (mtbench.recipe_check)
+
+
 def dead_parameter_names(model: MQTransformer) -> set[str]:
     """Names of the parameters that never get a gradient by design (the released unused modules)."""
     dead_prefixes = ["patch_embed."]

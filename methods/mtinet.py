@@ -143,3 +143,6 @@ def build_mtinet(task_channels, backbone, cfg):
     """cfg: ``aux_tasks`` (alias ``auxilary_tasks``): tasks whose features send distillation messages."""
     cfg = check_cfg("mtinet", cfg, AUX_KEYS)
     return MTINet(backbone, dict(task_channels), resolve_aux_tasks("mtinet", cfg, task_channels))
+
+
+build_mtinet.cfg_keys = AUX_KEYS  # checked against the recipe before any run (mtbench.recipe_check)

@@ -74,3 +74,6 @@ def build_padnet(task_channels, backbone, cfg):
     """cfg: ``aux_tasks`` (alias ``auxilary_tasks``): tasks whose features send distillation messages."""
     cfg = check_cfg("padnet", cfg, AUX_KEYS)
     return PADNet(backbone, dict(task_channels), resolve_aux_tasks("padnet", cfg, task_channels))
+
+
+build_padnet.cfg_keys = AUX_KEYS  # checked against the recipe before any run (mtbench.recipe_check)

@@ -8,13 +8,29 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mtbench.recipe_check import ConfigError, suggest, validate, validate_plugin_sections
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """yaml.safe_load, but ``1e-4`` is a number (YAML 1.2), not the string PyYAML's YAML 1.1 makes of it."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 — a SafeLoader subclass
 
 # Keys a recipe may hold, with defaults; anything else is a typo and is rejected.
 RECIPE_DEFAULTS: dict[str, Any] = {
@@ -38,10 +54,6 @@ RECIPE_DEFAULTS: dict[str, Any] = {
 }
 
 
-class ConfigError(ValueError):
-    """A recipe or override that cannot be used; the message says what to change."""
-
-
 def _merge(base: dict, update: dict, path: str = "") -> dict:
     out = copy.deepcopy(base)
     for key, value in update.items():
@@ -56,29 +68,73 @@ def recipe_names() -> list[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
-def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
-    """A recipe by name (configs/<name>.yaml) or path, with ``key.sub=value`` overrides applied."""
+def recipe_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if not path.suffix:
         path = CONFIG_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
-        raise ConfigError(
-            f"recipe '{name_or_path}' not found (looked for {path}). "
-            f"Known recipes: {', '.join(recipe_names())}; or pass a path to a YAML file."
-        )
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    unknown = set(data) - set(RECIPE_DEFAULTS)
-    if unknown:
-        raise ConfigError(f"{path}: unknown recipe keys {sorted(unknown)}; allowed: {sorted(RECIPE_DEFAULTS)}")
+        raise ConfigError(f"recipe '{name_or_path}' not found (looked for {path}).{suggest(name_or_path, recipe_names())}"
+                          f" Known recipes: {', '.join(recipe_names())}; or pass a path to a YAML file.")
+    return path
+
+
+def read_recipe_file(path: Path) -> dict[str, Any]:
+    """The recipe file merged over the defaults, before overrides."""
+    try:
+        data = parse_yaml(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot be read ({e})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of key: value, got a {type(data).__name__}")
     recipe = _merge(RECIPE_DEFAULTS, data)
     recipe.setdefault("name", path.stem)
     if recipe["name"] == "custom":
         recipe["name"] = path.stem
+    return recipe
+
+
+def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A recipe by name (configs/<name>.yaml) or path, with ``key.sub=value`` overrides applied, every key and
+    value checked. ``recipe["overrides"]`` lists what differs from the file (for the leaderboard's setting line;
+    not part of the run id, which hashes the resolved values)."""
+    path = recipe_path(name_or_path)
+    base = read_recipe_file(path)
+    validate(base, RECIPE_DEFAULTS)
+    recipe = copy.deepcopy(base)
     for item in overrides or []:
         apply_override(recipe, item)
-    validate_recipe(recipe)
+    for section in ("datasets", "methods"):
+        for k, v in list(recipe.get(section, {}).items()):
+            recipe[section][k] = {} if v is None else v
+    validate(recipe, RECIPE_DEFAULTS)
+    validate_plugin_sections(recipe)
+    recipe["overrides"] = changes(base, recipe)
     return recipe
+
+
+def changes(base: Any, new: Any, prefix: str = "") -> list[str]:
+    """``key.sub=value`` for every leaf of ``new`` that differs from ``base`` (YAML-formatted values)."""
+    if isinstance(new, dict) and (base is None or isinstance(base, dict)):
+        base = base or {}
+        out = []
+        for k in sorted(set(new) | set(base), key=str):
+            if k == "overrides":
+                continue
+            if k not in new:
+                out.append(f"{prefix}{k}=null")
+            else:
+                out += changes(base.get(k), new[k], f"{prefix}{k}.")
+        return out
+    if base == new and type(base) is type(new):
+        return []
+    text = yaml.safe_dump(new, default_flow_style=True, width=1000).strip()
+    return [f"{prefix.rstrip('.')}={text.removesuffix(chr(10) + '...').strip()}"]
 
 
 def apply_override(recipe: dict, item: str) -> None:
@@ -88,28 +144,41 @@ def apply_override(recipe: dict, item: str) -> None:
     key, raw = item.split("=", 1)
     parts = key.strip().split(".")
     if parts[0] not in RECIPE_DEFAULTS:
-        raise ConfigError(f"override '{item}': unknown recipe key '{parts[0]}'; allowed: {sorted(RECIPE_DEFAULTS)}")
+        raise ConfigError(f"override '{item}': unknown recipe key '{parts[0]}'.{suggest(parts[0], RECIPE_DEFAULTS)} "
+                          f"Known keys: {', '.join(sorted(RECIPE_DEFAULTS))}")
     node = recipe
     for p in parts[:-1]:
         node = node.setdefault(p, {})
+        if node is None:
+            node = {}
         if not isinstance(node, dict):
             raise ConfigError(f"override '{item}': '{p}' is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
+    try:
+        node[parts[-1]] = parse_yaml(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override '{item}': the value is not valid YAML ({getattr(e, 'problem', e)})") from None
 
 
 def validate_recipe(r: dict) -> None:
-    for key in ("iterations", "batch_size"):
-        if not isinstance(r[key], int) or r[key] < 1:
-            raise ConfigError(f"recipe '{r['name']}': {key} must be a positive integer, got {r[key]!r}")
-    if r["optimizer"].get("name") not in ("sgd", "adam", "adamw"):
-        raise ConfigError(f"recipe '{r['name']}': optimizer.name must be sgd, adam or adamw")
-    if r["schedule"].get("name") not in ("poly", "constant"):
-        raise ConfigError(f"recipe '{r['name']}': schedule.name must be poly or constant")
-    from mtbench.metrics.boundary_protocol import PROTOCOLS
+    """Every key and value of a resolved recipe (kept for callers that build recipes in code)."""
+    validate(r, RECIPE_DEFAULTS)
+    validate_plugin_sections(r)
 
-    if r["eval"].get("edge_protocol") not in PROTOCOLS:
-        raise ConfigError(f"recipe '{r['name']}': eval.edge_protocol must be one of {', '.join(PROTOCOLS)}, "
-                          f"got {r['eval'].get('edge_protocol')!r}")
+
+def default_recipe(dataset: str) -> str:
+    """One rule for every command: the recipe a dataset declares (``default_recipe`` on its builder: synthetic →
+    smoke), else the recipe named like the dataset, else none: the caller must name one."""
+    from mtbench.registry import DATASETS
+
+    builder = DATASETS.get(dataset)
+    name = getattr(builder, "default_recipe", None) or (dataset if dataset in recipe_names() else None)
+    if name:
+        return name
+    fitting = [n for n in recipe_names() if dataset in (read_recipe_file(recipe_path(n)).get("datasets") or {})]
+    raise ConfigError(f"dataset '{dataset}' has no default recipe; pass --recipe NAME"
+                      + (f" (recipes with a datasets.{dataset} section: {', '.join(fitting)})" if fitting else
+                         f" or a YAML file with a datasets.{dataset} section (known recipes: "
+                         f"{', '.join(recipe_names())})"))
 
 
 def stable_hash(obj: Any, n: int = 10) -> str:
@@ -134,13 +203,21 @@ class RunConfig:
     def dataset_cfg(self) -> dict[str, Any]:
         return dict(self.recipe["datasets"].get(self.dataset, {}))
 
+    def data_cfg(self, cache_dir: str | Path) -> dict[str, Any]:
+        """What the dataset builder gets: the recipe's section, the cache directory and ``--data-dir``."""
+        cfg = {"cache_dir": str(cache_dir), **self.dataset_cfg}
+        if self.data_dir:
+            cfg["data_dir"] = self.data_dir
+        return cfg
+
     @property
     def method_cfg(self) -> dict[str, Any]:
         return dict(self.recipe["methods"].get(self.method, {}))
 
     def reference_recipe(self) -> dict[str, Any]:
-        """The recipe minus method sections: runs sharing it are comparable (same data, schedule)."""
-        return {k: v for k, v in self.recipe.items() if k not in ("methods", "description")}
+        """The recipe minus method sections: runs sharing it are comparable (same data, schedule). ``overrides``
+        only describes how the values were given, so it changes no id."""
+        return {k: v for k, v in self.recipe.items() if k not in ("methods", "description", "overrides")}
 
     def identity(self) -> dict[str, Any]:
         return {

@@ -52,10 +52,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def build_data(cfg: RunConfig, cache_dir: Path):
-    ds_cfg = cfg.dataset_cfg
-    ds_cfg.setdefault("cache_dir", str(cache_dir))
-    if cfg.data_dir:
-        ds_cfg["data_dir"] = cfg.data_dir
+    ds_cfg = cfg.data_cfg(cache_dir)
     builder = DATASETS.get(cfg.dataset)
     train, val = builder("train", cfg.tasks, ds_cfg), builder("val", cfg.tasks, ds_cfg)
     return train, val
@@ -104,8 +101,8 @@ def run(
     total = recipe["iterations"]
     scheduler = build_scheduler(optimizer, recipe["schedule"], total)
     ckpt_dir = run_dir / "checkpoints"
-    start, extra = checkpoint.load_latest(ckpt_dir, model, optimizer, scheduler, device)
-    history: list[dict[str, Any]] = extra.get("history", [])
+    resume = checkpoint.load_latest(ckpt_dir, model, optimizer, scheduler, device, is_main=ctx.is_main)
+    start, history = resume.iteration, resume.extra.get("history", [])
     weights = {t: task.weight(info) for t, task in tasks.items()}
     aux_losses = getattr(model, "aux_losses", None)  # deep supervision that is not the task's own output
     use_amp = bool(recipe["amp"]) and device.type == "cuda"
@@ -113,16 +110,16 @@ def run(
     reset_peak_memory(device)
 
     def save(it: int) -> None:
-        log.flush()  # raises on a non-finite loss: a diverged state is never checkpointed
-        if ctx.is_main:  # one writer; every rank resumes from the same file
-            checkpoint.save(ckpt_dir, model, optimizer, scheduler, it, {"history": history})
-        barrier()
+        log.flush()  # raises on a non-finite loss, and checkpoint.save on non-finite weights: never checkpointed
+        checkpoint.save(ckpt_dir, model, optimizer, scheduler, it, {"history": history}, write=ctx.is_main)
+        barrier()  # one writer; every rank resumes from the same file
 
     own_progress = progress is None
     progress = progress or make_progress(disable=not ctx.is_main)
     live = progress if own_progress else nullcontext()
     log = TrainLog(run_dir, short_name(cfg), total, start, recipe["batch_size"], is_main=ctx.is_main,
                    reduce=all_reduce_sum, world_size=ctx.world_size)
+    resume.report(log.say)  # a corrupt checkpoint moved aside, and where training restarts instead
     primary = {t: task.primary_metric for t, task in tasks.items()}
     t0 = time.perf_counter()
     with live:
@@ -155,7 +152,7 @@ def run(
                 history.append({"iteration": done, "metrics": metrics})
                 log.evaluation(done, metrics, primary)
                 net.train()
-            if done % recipe["checkpoint_every"] == 0 and done < total:
+            if done % recipe["checkpoint_every"] == 0 or done == total:  # the end of training is always saved
                 save(done)
             if on_iteration:
                 on_iteration(done, lambda d=done: save(d))
@@ -173,7 +170,7 @@ def run(
         priors = fit_priors(eval_loader(train_ds, local_batch, recipe["num_workers"], False, **shard), tasks, info)
         trivial = evaluate_trivial(priors, eval_loader(val_ds, local_batch, recipe["num_workers"], False, **shard),
                                    tasks, info, recipe["eval"], torch.device("cpu"), subset_ids(val_ds, tasks))
-    save(total)
+    checkpoint.save_final(ckpt_dir, model, total, write=ctx.is_main)  # what a finished run keeps
     return {
         "run_id": cfg.run_id,
         "status": "done",
@@ -189,7 +186,7 @@ def run(
         "trivial": trivial,
         "history": history,
         "training": log.summary(),
-        "iterations": total, "resumed_from": start,
+        "iterations": total, "resumed_from": start, "resume_notes": resume.notes,
         "params": param_counts(model),
         "backbone_info": describe(backbone),
         "flops": count_flops(model, tuple(info.image_size), device) if ctx.is_main else None,

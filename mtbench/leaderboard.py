@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtbench.records import atomic_write_text, load_records
+from mtbench.records import atomic_write_text, describe_skipped, scan_records, setting_line
 
 MISSING = "—"
 
@@ -90,6 +90,10 @@ def build_tables(records: list[dict[str, Any]]) -> list[Table]:
     for (key, tasks), members in sorted(groups.items(), key=lambda kv: kv[0]):
         tables.append(_table(key, tasks, members, [r for r in refs if r["setting_key"] == key],
                              [r for r in failed if r.get("setting_key") == key]))
+    titles = [t.title for t in tables]
+    for t in tables:  # settings that read the same (a recipe file edited between runs) stay apart
+        if titles.count(t.title) > 1:
+            t.title += f" · setting {t.slug.rsplit('_', 1)[-1]}"
     return tables
 
 
@@ -118,7 +122,8 @@ def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dic
         metric, hib = _primary(source, t) if source else ("?", True)
         columns.append(Column(t, metric, hib))
     recipe = any_rec.get("recipe_name", "?")
-    title = f"{any_rec['dataset']} · {any_rec['backbone']} · recipe {recipe} · tasks {', '.join(tasks)}"
+    title = f"{any_rec['dataset']} · {any_rec['backbone']} · tasks {', '.join(tasks)} · " \
+            f"{setting_line(members + refs + failed)}"
     if "edge" in tasks:  # boundary scores are comparable only under one evaluation protocol
         title += f" · edge protocol {any_rec.get('config', {}).get('recipe', {}).get('eval', {}).get('edge_protocol', 'unrecorded')}"
     table = Table(title=title, slug=f"{any_rec['dataset']}_{any_rec['backbone']}_{recipe}_{'-'.join(tasks)}_{key}",
@@ -218,14 +223,22 @@ HEADER = ("# mtbench leaderboard\n\nGenerated from run records by `python bench.
           "on whatever device each ran.\n\n")
 
 
-def write_leaderboard(results_dir: Path, out_dir: Path | None = None) -> tuple[list[Table], Path]:
-    """Rebuild every table from the records under ``results_dir``; write markdown + CSV atomically."""
+def write_leaderboard(results_dir: Path, out_dir: Path | None = None,
+                      skipped: list[str] | None = None) -> tuple[list[Table], Path]:
+    """Rebuild every table from the records under ``results_dir``; write markdown + CSV atomically. Unreadable
+    records are skipped and listed at the end (and appended to ``skipped``, for the caller to show)."""
     results_dir = Path(results_dir)
-    tables = build_tables(load_records(results_dir))
+    records, bad = scan_records(results_dir)
+    tables = build_tables(records)
     out_dir = Path(out_dir) if out_dir else results_dir / "leaderboards"
     md = HEADER.format(src=results_dir) + "\n".join(to_markdown(t) for t in tables)
     if not tables:
         md += "_No finished runs yet._\n"
+    if bad:
+        notes = describe_skipped(bad)
+        md += "\n### Unreadable run records (skipped)\n\n" + "".join(f"- {n}\n" for n in notes)
+        if skipped is not None:
+            skipped.extend(notes)
     for t in tables:
         atomic_write_text(out_dir / f"{t.slug}.csv", to_frame(t).to_csv(index=False))
     path = out_dir / "leaderboard.md"

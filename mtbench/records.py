@@ -6,37 +6,13 @@ number: the resolved config, metrics, the trivial predictors' scores, cost, and 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from mtbench.atomic import atomic_write_text  # noqa: F401 (re-exported: writers of records import it from here)
+
 RECORD_NAME = "record.json"
 SCHEMA_VERSION = 1
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory + fsync + rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; records are for sharing
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
@@ -81,20 +57,58 @@ def runs_dir(results_dir: Path) -> Path:
     return Path(results_dir) / "runs"
 
 
-def load_records(results_dir: Path) -> list[dict[str, Any]]:
-    """All records under ``<results_dir>/runs/*/record.json`` (or a dir of run dirs directly)."""
+# What a record must hold to be listed; anything else is reported as unreadable, never a traceback.
+REQUIRED = {"run_id": str, "status": str}
+REQUIRED_IN_TABLE = {"method": str, "dataset": str, "backbone": str, "tasks": list, "setting_key": str}
+REQUIRED_DONE = {**REQUIRED_IN_TABLE, "metrics": dict, "primary_metrics": dict, "higher_is_better": dict,
+                 "params": dict}
+UNREADABLE_FIX = "delete or move it away; re-running the grid that made it writes it again"
+
+
+def record_problem(record: Any) -> str | None:
+    """Why ``record`` cannot be used (wrong shape, missing keys), or None."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    grouped = record.get("tasks") and record.get("setting_key")  # a failed run with these gets a table row
+    need = {**REQUIRED, **(REQUIRED_DONE if record.get("status") == "done" else REQUIRED_IN_TABLE if grouped else {})}
+    bad = [k for k, t in need.items() if not isinstance(record.get(k), t)]
+    if bad:
+        return f"missing or malformed key(s) {', '.join(bad)}"
+    if record["status"] not in ("done", "failed"):
+        return f"unknown status {record['status']!r}"
+    return None
+
+
+def scan_records(results_dir: Path) -> tuple[list[dict[str, Any]], list[tuple[Path, str]]]:
+    """Every usable record under ``<results_dir>/runs/*/record.json`` (or a dir of run dirs), and the
+    unusable ones as (path, why): one bad file never hides the others."""
     results_dir = Path(results_dir)
     if not results_dir.exists():
         raise FileNotFoundError(f"results directory '{results_dir}' does not exist; run `python bench.py` first "
                                 f"or pass the --results directory a grid wrote to")
     base = runs_dir(results_dir) if runs_dir(results_dir).is_dir() else results_dir
-    records = []
+    records, skipped = [], []
     for path in sorted(base.glob(f"*/{RECORD_NAME}")):
         try:
-            records.append(read_record(path))
-        except (json.JSONDecodeError, OSError) as e:
-            raise ValueError(f"unreadable run record {path}: {e}; delete it to re-run that run") from e
-    return records
+            record = read_record(path)
+        except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            skipped.append((path, f"not readable JSON ({e})"))
+            continue
+        problem = record_problem(record)
+        if problem:
+            skipped.append((path, problem))
+        else:
+            records.append(record)
+    return records, skipped
+
+
+def load_records(results_dir: Path) -> list[dict[str, Any]]:
+    """The usable records under ``results_dir`` (see ``scan_records`` for the ones skipped)."""
+    return scan_records(results_dir)[0]
+
+
+def describe_skipped(skipped: list[tuple[Path, str]]) -> list[str]:
+    return [f"unreadable record {path} skipped: {why}; {UNREADABLE_FIX}" for path, why in skipped]
 
 
 def finished(run_dir: Path) -> bool:
@@ -102,6 +116,41 @@ def finished(run_dir: Path) -> bool:
     if not path.is_file():
         return False
     try:
-        return read_record(path).get("status") == "done"
-    except (json.JSONDecodeError, OSError):
+        record = read_record(path)
+    except (ValueError, OSError):
         return False
+    return isinstance(record, dict) and record.get("status") == "done"
+
+
+def setting_line(records: list[dict[str, Any]]) -> str:
+    """What a table's runs share, in words: recipe, iterations, input resolution, precision, backbone init and
+    every recipe value given on the command line (``--set``); values the runs disagree on are joined with '/'."""
+    def values(get) -> str:
+        found = []
+        for r in records:
+            try:
+                v = get(r)
+            except (KeyError, TypeError, IndexError):
+                continue
+            if v is not None and v not in found:
+                found.append(v)
+        return "/".join(map(str, found)) or "?"
+
+    def recipe(r: dict) -> dict:
+        return r["config"]["recipe"]
+
+    def precision(r: dict) -> str | None:
+        if r.get("precision"):
+            return "bf16" if "bf16" in r["precision"] else "fp32"
+        return None
+
+    def init(r: dict) -> str:
+        weights = (r.get("config") or {}).get("backbone_weights")
+        return f"weights {Path(weights).name}" if weights else "random init"
+
+    overrides = sorted({o for r in records for o in ((r.get("config") or {}).get("recipe") or {}).get("overrides", [])})
+    parts = [f"recipe {values(lambda r: r.get('recipe_name') or recipe(r)['name'])}",
+             f"{values(lambda r: r.get('iterations') or recipe(r)['iterations'])} it",
+             values(lambda r: "x".join(map(str, r["dataset_info"]["image_size"]))),
+             values(precision), values(init)]
+    return ", ".join(parts) + (f", --set {' '.join(overrides)}" if overrides else "")

@@ -19,8 +19,12 @@ class UnknownNameError(KeyError):
 
 
 class Registry:
-    def __init__(self, kind: str):
-        self.kind = kind
+    """``section``: the recipe section keyed by this registry's names (``methods.<name>``); each entry may declare
+    the keys its own section takes as ``cfg_keys`` (or a ``DEFAULTS`` dict), and the recipe is checked against
+    them before any run starts (see ``mtbench.config.validate_plugin_sections``)."""
+
+    def __init__(self, kind: str, section: str | None = None):
+        self.kind, self.section = kind, section
         self._entries: dict[str, Any] = {}
 
     def register(self, name: str) -> Callable[[Any], Any]:
@@ -50,9 +54,9 @@ class Registry:
         return name in self._entries
 
 
-METHODS = Registry("method")
+METHODS = Registry("method", section="methods")
 TASKS = Registry("task")
-DATASETS = Registry("dataset")
+DATASETS = Registry("dataset", section="datasets")
 BACKBONES = Registry("backbone")
 
 register_method = METHODS.register
@@ -64,6 +68,19 @@ register_backbone = BACKBONES.register
 # top level so that a new method or task is one new file there; nothing in mtbench names them.
 PLUGIN_PACKAGES = ("tasks", "methods", "mtbench.data", "mtbench.backbones")
 _loaded = False
+
+
+def declared_keys(entry: Any) -> set[str] | None:
+    """The keys a plugin's recipe section may hold, if it declares them (``cfg_keys``, or a ``DEFAULTS`` dict)."""
+    keys = getattr(entry, "cfg_keys", None)
+    if keys is None and isinstance(getattr(entry, "DEFAULTS", None), dict):
+        keys = entry.DEFAULTS
+    return None if keys is None else set(keys)
+
+
+def plugin_registries() -> list[Registry]:
+    """Every registry whose names key a recipe section."""
+    return [r for r in globals().values() if isinstance(r, Registry) and r.section]
 
 
 def load_plugins() -> None:

@@ -19,10 +19,13 @@ import yaml
 from rich.console import Console
 from submitit.helpers import Checkpointable, DelayedSubmission
 
+from mtbench.atomic import clean_stale_temps, mb
 from mtbench.config import RunConfig
-from mtbench.records import RECORD_NAME, failed_record, finished, runs_dir, write_record
-from mtbench.runstate import (ACTIVE_STATES, CONFIG_FILE, DEFAULT_MAX_RETRIES, SLURM_FILE, RUNNING_STATES, decide,
-                              max_retries_from, now, read_json, reconcile, summary, write_json)
+from mtbench.records import RECORD_NAME, finished, runs_dir, write_record
+from mtbench.runstate import (ACTIVE_STATES, CONFIG_FILE, DEFAULT_MAX_RETRIES, SLURM_FILE, RUNNING_STATES, RunLock,
+                              decide, describe_holder, failure, max_retries_from, now, read_json, reconcile,
+                              start_fresh, summary, write_json)
+from mtbench.signals import DeferredSignals
 from mtbench.slurm_query import query_slurm, tracked_states
 
 CLUSTER_DIR = Path(__file__).resolve().parent.parent / "slurm"
@@ -39,24 +42,28 @@ class RunJob(Checkpointable):
 
     submitit binds its signal (USR2 unless $SUBMITIT_PREEMPT_SIGNAL says otherwise; sbatch gets
     ``--signal=USR2@<signal_delay_s>``) to a handler that calls ``checkpoint()``, pickles the returned
-    DelayedSubmission, runs ``scontrol requeue`` and exits. Called from inside a training step that
-    would save a half-updated model, so during training this job defers the signal: the engine's
-    ``on_iteration`` hook saves a checkpoint after the current step and only then hands over to
-    submitit's handler. The requeued job resumes from that checkpoint (exact: weights, optimizer,
-    schedule, data order and RNG). If a step does not end within ``grace_s`` seconds the handler runs
-    anyway and the run resumes from its last periodic checkpoint. Outside training (setup, final
-    evaluation) the signal is handed over at once; the end of training is always checkpointed.
+    DelayedSubmission, runs ``scontrol requeue`` and exits. Called from inside a training step that would save a
+    half-updated model, so during training the signal is deferred (``mtbench.signals``): the checkpoint is saved
+    after the current step and only then is submitit's handler called. The requeued job resumes from that
+    checkpoint (exact: weights, optimizer, schedule, data order and RNG). If a step does not end within
+    ``grace_s`` seconds the handler runs anyway and the run resumes from its last periodic checkpoint. Outside
+    training (setup, final evaluation) the signal is handed over at once; the end of training is always
+    checkpointed.
     """
 
     _world, _rank = 1, 0  # set per process in _init_distributed
 
     def __init__(self, cfg: dict[str, Any], results_dir: str, device: str = "auto", attempt: int = 1,
-                 grace_s: float = 60.0):
+                 grace_s: float = 60.0, keep_checkpoints: bool = False):
         self.cfg, self.results_dir, self.device, self.attempt, self.grace_s = cfg, results_dir, device, attempt, grace_s
+        self.keep_checkpoints = keep_checkpoints
         self.preemptions = 0
 
     def __getstate__(self) -> dict[str, Any]:  # the runtime state (handlers, save callback) is not pickled
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"keep_checkpoints": False, **state})  # jobs pickled before the option existed
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
         self.preemptions += 1
@@ -66,7 +73,7 @@ class RunJob(Checkpointable):
     def __call__(self) -> str:
         from rich.progress import Progress
 
-        from mtbench import engine
+        from mtbench import checkpoint, engine
 
         cfg = RunConfig.from_dict(self.cfg)
         run_dir = runs_dir(Path(self.results_dir)) / cfg.run_id
@@ -80,27 +87,40 @@ class RunJob(Checkpointable):
             import torch
 
             torch.set_num_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
-        self._total, self._phase, self._pending, self._it = int(cfg.recipe["iterations"]), "setup", None, 0
-        self._install_signal_handlers()
-        device, self._rank = self._init_distributed()
-        _log(f"{cfg.run_id}: attempt {self.attempt}, SLURM job {job_id} on {slurm['host']}, rank {self._rank} of "
-             f"{self._world}, {self.preemptions} preemption(s) so far")
-        try:
-            record = engine.run(cfg, run_dir, device=device, progress=Progress(disable=True),
-                                on_iteration=self._on_iteration)
-        except Exception as e:
-            write_record(run_dir, failed_record(cfg, f"{type(e).__name__}: {e}", traceback.format_exc(),
-                                                attempt=self.attempt, slurm=slurm))
-            _log(f"{cfg.run_id}: failed on rank {self._rank}: {type(e).__name__}: {e}")
-            raise
-        finally:
-            if self._world > 1:
-                import torch.distributed as dist
+        self._guard = self._signals(int(cfg.recipe["iterations"]))
+        with self._guard:
+            device, self._rank = self._init_distributed()
+            self._guard.world, self._guard.flag_device = self._world, getattr(self, "_flag_device", None)
+            _log(f"{cfg.run_id}: attempt {self.attempt}, SLURM job {job_id} on {slurm['host']}, rank {self._rank} of "
+                 f"{self._world}, {self.preemptions} preemption(s) so far")
+            lock = RunLock(run_dir)
+            if self._rank == 0 and not lock.acquire(job_id=job_id):
+                _log(f"{cfg.run_id}: being trained by {describe_holder(lock.holder())}; this job leaves it alone")
+                return "skipped"
+            try:
+                if self._rank == 0:
+                    n, size = clean_stale_temps(run_dir, everything=True)
+                    if n:
+                        _log(f"{cfg.run_id}: removed {n} temp file(s) ({mb(size)}) left by an interrupted write")
+                record = engine.run(cfg, run_dir, device=device, progress=Progress(disable=True),
+                                    on_iteration=self._on_iteration)
+                if self._rank == 0:  # one record per run, whatever the number of processes
+                    write_record(run_dir, {**record, "attempt": self.attempt, "slurm": slurm})
+                    freed = 0 if self.keep_checkpoints else checkpoint.prune(run_dir / "checkpoints")
+                    _log(f"{cfg.run_id}: done (resumed from iteration {record['resumed_from']}): {summary(record)}"
+                         + (f"; kept the final weights, freed {mb(freed)} of training state" if freed else ""))
+            except Exception as e:
+                if self._rank == 0:
+                    write_record(run_dir, failure(cfg, run_dir, e, traceback.format_exc(), attempt=self.attempt,
+                                                  slurm=slurm))
+                _log(f"{cfg.run_id}: failed on rank {self._rank}: {type(e).__name__}: {e}")
+                raise
+            finally:
+                lock.release()
+                if self._world > 1:
+                    import torch.distributed as dist
 
-                dist.destroy_process_group()
-        if self._rank == 0:  # one record per run, whatever the number of processes
-            write_record(run_dir, {**record, "attempt": self.attempt, "slurm": slurm})
-            _log(f"{cfg.run_id}: done (resumed from iteration {record['resumed_from']}): {summary(record)}")
+                    dist.destroy_process_group()
         return "done"
 
     def _init_distributed(self):
@@ -135,49 +155,17 @@ class RunJob(Checkpointable):
 
         return JobEnvironment._usr_sig()
 
-    def _install_signal_handlers(self) -> None:
-        self._sig = self.signal_number()
-        self._handover = signal.getsignal(self._sig)
-        if callable(self._handover):  # submitit's handler is installed (we run inside a submitit job)
-            signal.signal(self._sig, self._on_signal)
-            signal.signal(signal.SIGALRM, self._on_alarm)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if self._phase != "train":
-            _log(f"signal {signal.Signals(signum).name} during {self._phase}: requeueing now")
-            self._handover(signum, frame)
-        elif self._pending is None:
-            _log(f"signal {signal.Signals(signum).name} during iteration {self._it + 1}: checkpointing after it")
-            self._pending = signum
-            signal.alarm(max(1, int(self.grace_s)))
-
-    def _on_alarm(self, signum: int, frame: Any) -> None:
-        _log(f"no step ended within {self.grace_s:.0f} s: requeueing from the last periodic checkpoint")
-        self._handover(self._pending, frame)
-
-    def _agree_on_signal(self) -> None:
-        """submitit requeues from rank 0 only, and the checkpoint is collective: every rank must save at
-        the same step, so a signal seen by any rank is shared with all (one tiny all-reduce per step)."""
-        import torch
-        import torch.distributed as dist
-
-        flag = torch.tensor([0.0 if self._pending is None else 1.0], device=self._flag_device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        if flag.item() and self._pending is None:
-            self._pending = self._sig
+    def _signals(self, total: int) -> DeferredSignals:
+        """submitit's handler, deferred to the end of the step; nothing to defer outside a submitit job."""
+        sig = self.signal_number()
+        handler = signal.getsignal(sig)
+        if not callable(handler):
+            return DeferredSignals((), lambda *a: None, total, log=_log)
+        return DeferredSignals((sig,), lambda signum, frame, saved_at: handler(signum, frame), total,
+                               grace_s=self.grace_s, log=lambda m: _log(f"{self.cfg['run_id']}: {m}"))
 
     def _on_iteration(self, it: int, save) -> None:
-        self._it = it
-        if self._world > 1:
-            self._agree_on_signal()
-        if self._pending is not None:
-            signal.alarm(0)
-        if self._pending is not None or it == self._total:  # also at the end of training: a signal during the
-            save()  # final evaluation then loses no training
-        if self._pending is not None:
-            _log(f"{self.cfg['run_id']}: checkpoint saved at iteration {it}/{self._total}")
-            self._handover(self._pending, None)  # submitit: checkpoint() -> requeue -> exit
-        self._phase = "train" if it < self._total else "evaluate"
+        self._guard.on_iteration(it, save)
 
 
 # --- SLURM: submitting and waiting -------------------------------------------------------------------------
@@ -269,26 +257,43 @@ def run_slurm(runs: list[RunConfig], results_dir: Path, args: Any, console: Cons
     cluster = load_cluster(getattr(args, "cluster", None))
     params = executor_parameters(args, cluster)
     max_retries = max_retries_from(args, cluster)
+    force = bool(getattr(args, "force", False))
     states = tracked_states(results_dir, [c.run_id for c in runs])  # {} when no run was ever submitted
-    if states is None:
-        raise RuntimeError("--executor slurm: squeue failed, so it is unknown which runs are queued already; "
-                           "is slurmctld reachable (scontrol ping)?")
+    if states is None:  # the controller is down: only a grid with nothing left to do can go on
+        open_runs = [c.run_id for c in runs if force or not finished(runs_dir(results_dir) / c.run_id)]
+        if open_runs:
+            raise RuntimeError(f"--executor slurm: squeue failed, so it is unknown which of the {len(open_runs)} "
+                               f"unfinished run(s) are queued already; is slurmctld reachable (scontrol ping)? "
+                               f"Re-run once it answers")
+        console.print("squeue failed (is slurmctld reachable?), but every run of this grid is finished: "
+                      "nothing to submit", style="yellow", markup=False, soft_wrap=True)
+        states = {}
     outcome: dict[str, str] = {}
     waiting: dict[str, str] = {}
     to_submit: list[tuple[RunConfig, int]] = []
     for cfg in runs:
         run_dir = runs_dir(results_dir) / cfg.run_id
         reconcile(run_dir, states)
-        d = decide(run_dir, states, getattr(args, "force", False), max_retries)
+        d = decide(run_dir, states, force, max_retries)
+        holder = RunLock(run_dir).holder() if d.action == "run" else None
+        if holder is not None:
+            outcome[cfg.run_id] = f"skipped (being trained by {describe_holder(holder)})"
+            console.print(f"{cfg.run_id} is being trained by {describe_holder(holder)}: not submitted",
+                          style="yellow", markup=False, soft_wrap=True)
+            continue
         if d.action == "run":
+            if force:
+                removed = start_fresh(run_dir)
+                console.print(f"--force: {cfg.run_id} starts from nothing" +
+                              (f" (removed {', '.join(removed)})" if removed else ""), markup=False, soft_wrap=True)
             to_submit.append((cfg, d.attempt))
             continue
         outcome[cfg.run_id] = d.outcome
         if d.action == "skip-active":
             waiting[cfg.run_id] = d.job_id
         elif d.action == "give-up":
-            console.print(f"[red]{cfg.run_id}[/red] {d.outcome} (max_retries {max_retries}; --force retries it)",
-                          soft_wrap=True)
+            console.print(f"{cfg.run_id} {d.outcome} (max_retries {max_retries}; --force retries it)", style="red",
+                          markup=False, soft_wrap=True)
     n_done = sum(o == "skipped (done)" for o in outcome.values())
     console.print(f"[bold]slurm:[/bold] {len(to_submit)} to submit, {n_done} done already, {len(waiting)} queued or "
                   f"running already, {len(outcome) - n_done - len(waiting)} given up", soft_wrap=True)
@@ -296,12 +301,14 @@ def run_slurm(runs: list[RunConfig], results_dir: Path, args: Any, console: Cons
         if shutil.which("sbatch") is None:
             raise RuntimeError("--executor slurm: no sbatch on this machine. Submit from a SLURM login node, start "
                                "the local test cluster (slurm/cluster.sh start) or use --executor local")
-        jobs = submit(to_submit, results_dir, params, cluster, getattr(args, "device", "auto"))
+        jobs = submit(to_submit, results_dir, params, cluster, getattr(args, "device", "auto"),
+                      bool(getattr(args, "keep_checkpoints", False)))
         for (cfg, attempt), job_id in zip(to_submit, jobs):
             waiting[cfg.run_id] = job_id
             outcome[cfg.run_id] = f"submitted (SLURM job {job_id}, attempt {attempt})"
         console.print(f"submitted job array {jobs[0].split('_')[0]} ({len(jobs)} runs) → logs in "
-                      f"{results_dir / 'slurm'}; follow with: python bench.py status {results_dir}", soft_wrap=True)
+                      f"{results_dir / 'slurm'}; follow with: python bench.py status {results_dir}", markup=False,
+                      soft_wrap=True)
     if getattr(args, "no_wait", False) or not waiting:
         return outcome
     outcome.update(wait(waiting, results_dir, console))
@@ -309,7 +316,7 @@ def run_slurm(runs: list[RunConfig], results_dir: Path, args: Any, console: Cons
 
 
 def submit(runs: list[tuple[RunConfig, int]], results_dir: Path, params: dict[str, Any], cluster: dict[str, Any],
-           device: str) -> list[str]:
+           device: str, keep_checkpoints: bool = False) -> list[str]:
     """One array (or one job for a single run) through submitit; records every job in the run's slurm.json."""
     import submitit
 
@@ -325,7 +332,8 @@ def submit(runs: list[tuple[RunConfig, int]], results_dir: Path, params: dict[st
     jobs = []
     with executor.batch():
         for cfg, attempt in runs:
-            jobs.append(executor.submit(RunJob(cfg.to_dict(), str(results_dir), device, attempt, grace)))
+            jobs.append(executor.submit(RunJob(cfg.to_dict(), str(results_dir), device, attempt, grace,
+                                               keep_checkpoints)))
     for (cfg, attempt), job in zip(runs, jobs):
         run_dir = runs_dir(results_dir) / cfg.run_id
         entry = {"job_id": job.job_id, "attempt": attempt, "submitted_at": now(), "folder": str(job.paths.folder),
@@ -360,8 +368,8 @@ def wait(waiting: dict[str, str], results_dir: Path, console: Console) -> dict[s
                     outcome[run_id] = outcome_of(run_dir)
                     failed += outcome[run_id].startswith("failed")
                     colour = "green" if outcome[run_id] == "done" else "red"
-                    console.print(f"[{colour}]{outcome[run_id]}[/{colour}] {run_id} (SLURM job {job_id}, "
-                                  f"{states[job_id]})", soft_wrap=True)
+                    console.print(f"{outcome[run_id]} {run_id} (SLURM job {job_id}, {states[job_id]})",
+                                  style=colour, markup=False, soft_wrap=True)
                     del remaining[run_id]
                     progress.advance(bar)
                 running = sum(states.get(j, "").upper() in RUNNING_STATES for j in remaining.values())
@@ -371,6 +379,6 @@ def wait(waiting: dict[str, str], results_dir: Path, console: Console) -> dict[s
                     time.sleep(float(fixed) if fixed else min(30.0, 2.0 + (time.monotonic() - t0) / 20))
     except KeyboardInterrupt:
         console.print(f"stopped waiting; the jobs go on in SLURM. Follow them with: python bench.py status "
-                      f"{results_dir}", soft_wrap=True)
+                      f"{results_dir}", markup=False, soft_wrap=True)
         raise SystemExit(130)
     return outcome

@@ -33,7 +33,7 @@ def test_recipe_overrides_and_errors(tmp_path):
         load_recipe("smoke", ["batch_size=0"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("iterations: 3\nlearning_rate: 0.1\n")
-    with pytest.raises(ConfigError, match="unknown recipe keys"):
+    with pytest.raises(ConfigError, match="unknown key 'learning_rate'"):
         load_recipe(str(bad))
 
 

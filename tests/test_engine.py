@@ -13,7 +13,7 @@ class Crash(RuntimeError):
 
 
 def _weights(run_dir):
-    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["model"]
+    return torch.load(run_dir / "checkpoints" / "final.pt", weights_only=True)["model"]
 
 
 def test_resume_after_crash_gives_the_same_final_weights(tmp_path, tiny_recipe):

@@ -95,7 +95,7 @@ def test_local_failed_run_is_retried_at_most_max_retries_times(tmp_path, tiny_re
     assert all(o[good.run_id] == "skipped (done)" for o in outcomes[1:])
     rec = read_record(tmp_path / "runs" / bad.run_id / "record.json")
     assert rec["status"] == "failed" and rec["attempt"] == 3 and "NonFiniteLoss" in rec["traceback"]
-    assert not (tmp_path / "runs" / bad.run_id / "local.json").exists()
+    assert not (tmp_path / "runs" / bad.run_id / "lock.json").exists()
     launch.run_local([bad], tmp_path, "cpu", force=True, max_retries=2)  # --force retries all the same
     assert calls[-1] == 0 and read_record(tmp_path / "runs" / bad.run_id / "record.json")["attempt"] == 4
 
@@ -213,7 +213,7 @@ def test_preemption_saves_after_the_step_and_the_requeued_job_ends_identically(t
             job()
         run_dir = tmp_path / "slurm" / "runs" / cfg.run_id
         # checkpoint_every=2, so iteration 3 was saved by the signal, not by the schedule
-        assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["iteration"] == 3
+        assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["iteration"] == 3
         assert not (run_dir / "record.json").exists()
         resubmission = pickle.loads(requeued[0])
         assert resubmission.function.preemptions == 1
@@ -236,10 +236,11 @@ def test_signal_outside_training_is_handed_over_at_once(tmp_path, tiny_recipe):
     sig = RunJob.signal_number()
     old = signal.signal(sig, lambda s, f: seen.append(s)), signal.getsignal(signal.SIGALRM)
     try:
-        job._phase, job._pending, job._it, job._total = "evaluate", None, 6, 6
-        job._install_signal_handlers()
-        os.kill(os.getpid(), sig)
-        assert seen == [sig] and job._pending is None
+        with job._signals(6) as guard:
+            guard.on_iteration(6, lambda: None)  # training ended: the final evaluation runs now
+            os.kill(os.getpid(), sig)
+            assert seen == [sig] and guard.pending is None and guard.phase == "evaluate"
+        assert signal.getsignal(sig) is not None and seen == [sig]
     finally:
         signal.signal(sig, old[0])
         signal.signal(signal.SIGALRM, old[1])
@@ -274,7 +275,8 @@ def test_status_table_shows_every_state_failed_logs_and_the_leaderboard(tmp_path
                    "TIME LIMIT ***\n")
     make_run(tmp_path, lost, None, [{"job_id": "41_3", "attempt": 1, "stderr": str(err)}])
     local = make_run(tmp_path, cfg_for(recipe, seed=4))
-    runstate.write_json(local / "local.json", {"pid": os.getpid(), "host": socket.gethostname()})
+    lock = runstate.RunLock(local)
+    assert lock.acquire()  # as a local executor training it holds it
     make_run(tmp_path, cfg_for(recipe, seed=5))  # config only: not started
     monkeypatch.setattr(status_cli, "query_slurm", lambda ids: {"41_2": "PENDING", "41_3": "TIMEOUT"})
     monkeypatch.setenv("COLUMNS", "250")
@@ -285,8 +287,10 @@ def test_status_table_shows_every_state_failed_logs_and_the_leaderboard(tmp_path
     assert by_seed[1].log[-1] == "NonFiniteLoss: loss is nan" and by_seed[1].attempt == 1
     assert by_seed[3].job == "41_3 TIMEOUT" and "without writing a record" in by_seed[3].detail
     assert len(by_seed[3].log) == 10 and "TIME LIMIT" in by_seed[3].log[-1]
-    assert by_seed[4].job == f"local pid {os.getpid()}"
+    assert by_seed[4].job == f"local pid {os.getpid()}" and socket.gethostname() in by_seed[4].detail
     assert status_cli.run(argparse.Namespace(results_dir=str(tmp_path), lines=5, no_leaderboard=False)) == 0
+    lock.release()
+    assert {r.seed: r for r in status_cli.collect(tmp_path)[0]}[4].state == "incomplete"  # released
     out = capsys.readouterr().out
     for needle in ["6 runs", "1 done", "2 failed", "1 pending", "1 running", "41_2 PENDING", "CANCELLED DUE TO TIME",
                    "NonFiniteLoss: loss is nan", "| **single-task refs** |", "failed run " + failed_local.name]:

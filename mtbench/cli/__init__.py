@@ -9,6 +9,7 @@ import os
 import sys
 
 from rich.console import Console
+from rich.text import Text
 
 from mtbench.cli.commands import SUBCOMMANDS
 
@@ -32,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         from mtbench.cli import run
 
         return run.run(run.parser().parse_args(argv), console)
+    except KeyboardInterrupt as e:  # Ctrl-C, or a signal a run turned into Interrupted after saving
+        from mtbench.signals import Interrupted
+
+        said = f"{e}. Finished runs are kept" if isinstance(e, Interrupted) else \
+            "interrupted. Finished runs are kept; re-running the same command resumes the rest"
+        console.print(Text.assemble(("stopped: ", "bold yellow"), said), soft_wrap=True)
+        return 128 + getattr(e, "signum", 2)
     except (ValueError, KeyError, OSError, RuntimeError) as e:
-        console.print(f"[bold red]error:[/bold red] {e}", soft_wrap=True)
+        console.print(Text.assemble(("error: ", "bold red"), str(e)), soft_wrap=True)  # no markup: paths hold '['
         return 2

@@ -16,10 +16,13 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     from mtbench.leaderboard import to_markdown, write_leaderboard
 
-    tables, path = write_leaderboard(Path(args.results_dir), Path(args.out) if args.out else None)
+    skipped: list[str] = []
+    tables, path = write_leaderboard(Path(args.results_dir), Path(args.out) if args.out else None, skipped=skipped)
     for t in tables:
         console.print(to_markdown(t), markup=False, highlight=False, soft_wrap=True)
     if not tables:
         console.print("no finished runs found")
-    console.print(f"leaderboard written to {path}")
+    for note in skipped:  # one unreadable record never hides the others
+        console.print(note, style="yellow", markup=False, soft_wrap=True)
+    console.print(f"leaderboard written to {path}", markup=False, soft_wrap=True)
     return 0

@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="task preset (nyud, pascal) or comma list; default: the dataset's")
     parser.add_argument("--backbone", default=None, help="backbone name (default: the recipe's)")
     parser.add_argument("--recipe", default=None,
-                        help="recipe for method / dataset options and the optimizer (default: the recipe named like "
-                             "the dataset if there is one, else smoke)")
+                        help="recipe for method / dataset options and the optimizer (default: the dataset's own "
+                             "recipe, as for a run: smoke for synthetic, nyud for nyud, pascal for pascal)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a recipe value, e.g. --set methods.mqt.dead_modules=true")
     parser.add_argument("--batch", type=int, default=1, help="images per step for the timings (default: 1)")
@@ -168,7 +168,7 @@ def profile_path(results: Path, e: dict[str, Any], device: torch.device) -> Path
 
 
 def run(args: argparse.Namespace) -> int:
-    from mtbench.config import load_recipe, recipe_names
+    from mtbench.config import default_recipe, load_recipe
     from mtbench.data.base import parse_tasks
     from mtbench.engine import pick_device
     from mtbench.profiling import environment
@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(width=None if sys.stdout.isatty() else 160)  # logs: don't squeeze the table to 80
     if args.batch < 1 or args.steps < 1:
         raise ValueError("--batch and --steps must be positive integers")
-    recipe = load_recipe(args.recipe or (args.dataset if args.dataset in recipe_names() else "smoke"), args.overrides)
+    recipe = load_recipe(args.recipe or default_recipe(args.dataset), args.overrides)  # the rule `bench.py` uses
     builder = DATASETS.get(args.dataset)
     if not hasattr(builder, "static_info"):
         raise ValueError(f"dataset '{args.dataset}' has no static_info(tasks, cfg); it cannot be profiled without data")

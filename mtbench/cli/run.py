@@ -21,17 +21,27 @@ examples:
 
 
 
+SEED_FORMATS = "seeds are integers: N, a list N,M,... or a range N-M (e.g. 0, 0,1,2 or 0-2; combined: 0-2,5)"
+
+
 def parse_seeds(text: str) -> list[int]:
     seeds: list[int] = []
     for part in text.split(","):
         part = part.strip()
-        if "-" in part:
-            lo, hi = part.split("-", 1)
-            seeds.extend(range(int(lo), int(hi) + 1))
-        elif part:
-            seeds.append(int(part))
+        try:
+            if "-" in part:
+                lo, hi = part.split("-", 1)
+                if int(hi) < int(lo):
+                    raise argparse.ArgumentTypeError(f"'{part}': a range N-M needs N <= M; {SEED_FORMATS}")
+                seeds.extend(range(int(lo), int(hi) + 1))
+            elif part:
+                seeds.append(int(part))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}': {SEED_FORMATS}") from None
     if not seeds:
-        raise argparse.ArgumentTypeError(f"no seeds in '{text}'")
+        raise argparse.ArgumentTypeError(f"no seeds in '{text}'; {SEED_FORMATS}")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"'{text}' names a seed twice")
     return seeds
 
 
@@ -54,8 +64,9 @@ def parser() -> argparse.ArgumentParser:
                    help="local checkpoint file for the backbone (nothing is downloaded); default: random init, "
                         "which the run record states")
     p.add_argument("--seeds", type=parse_seeds, default=[0], help="seeds, e.g. 0,1,2 or 0-2 (default: 0)")
-    p.add_argument("--recipe", default="smoke",
-                   help="recipe name in configs/ or a YAML path (default: smoke, the CPU recipe)")
+    p.add_argument("--recipe", default=None,
+                   help="recipe name in configs/ or a YAML path (default: the dataset's own recipe: smoke for "
+                        "synthetic, nyud for nyud, pascal for pascal; any other dataset must name one)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set iterations=100 --set optimizer.lr=0.01 (repeatable)")
     p.add_argument("--data-dir", default=None, help="dataset root for real datasets (nyud, pascal)")
@@ -82,7 +93,13 @@ def parser() -> argparse.ArgumentParser:
                    help="extra sbatch flag, e.g. --sbatch=--exclusive (repeatable)")
     s.add_argument("--array-parallelism", type=int, default=None, help="max jobs of the array running at once")
     s.add_argument("--no-wait", action="store_true", help="submit and return; follow with `bench.py status`")
-    p.add_argument("--force", action="store_true", help="re-run runs that already have a finished record")
+    p.add_argument("--force", action="store_true",
+                   help="train the grid's runs again from nothing: their records, checkpoints and logs are removed "
+                        "first (without it, finished runs are skipped and unfinished ones resume)")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep each finished run's full training checkpoint (weights + optimizer + RNG: resumable, "
+                        "several times the model's size); by default a finished run keeps only its final weights "
+                        "(checkpoints/final.pt)")
     p.add_argument("--max-retries", type=int, default=None,
                    help="times a failed run is retried by re-running the same command (default: 2, or "
                         "$MTBENCH_MAX_RETRIES, or the cluster YAML)")
@@ -110,7 +127,9 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
 
     if args.list:
         return list_registered(console)
-    recipe = load_recipe(args.recipe, args.overrides)
+    from mtbench.config import default_recipe
+
+    recipe = load_recipe(args.recipe or default_recipe(args.dataset), args.overrides)
     builder = DATASETS.get(args.dataset)
     tasks = parse_tasks(args.tasks, getattr(builder, "default_tasks", ("semseg", "depth", "normals", "edge")))
     from mtbench.registry import TASKS
@@ -124,13 +143,15 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
                     tasks=tasks, backbone=args.backbone or recipe["backbone"], seeds=args.seeds, recipe=recipe,
                     data_dir=args.data_dir, backbone_weights=args.backbone_weights)
     runs = expand_grid(spec)
-    # Pre-flight: a missing or malformed dataset fails once, here, with the expected layout, not once per run.
-    from mtbench.engine import build_data
-
-    build_data(runs[0], Path(args.results) / "cache")
     console.print(f"grid: {len(runs)} runs ({', '.join(sorted({r.method for r in runs}))}) on "
-                  f"{spec.dataset} [{', '.join(tasks)}] with {spec.backbone}, recipe '{recipe['name']}', "
-                  f"seeds {spec.seeds} → {args.results}", soft_wrap=True, markup=False)
+                  f"{spec.dataset} [{', '.join(tasks)}] with {spec.backbone}, recipe '{recipe['name']}'"
+                  + (f" with --set {' '.join(recipe['overrides'])}" if recipe["overrides"] else "")
+                  + f", seeds {spec.seeds} → {args.results}", soft_wrap=True, markup=False)
+    # Pre-flight: names, devices vs batch, backbone options, split sizes, the data itself: once, before any run.
+    from mtbench.preflight import check_grid
+
+    if needs_training(runs, Path(args.results), args.force):
+        check_grid(runs, args.devices, Path(args.results), lambda m: console.print(m, markup=False, soft_wrap=True))
     if args.executor == "slurm":
         from mtbench import slurm_launch
 
@@ -141,15 +162,30 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
         from mtbench.runstate import max_retries_from
 
         outcome = run_local(runs, Path(args.results), args.device, args.force, console, max_retries_from(args),
-                            devices=args.devices)
-    tables, path = write_leaderboard(Path(args.results))
+                            devices=args.devices, keep_checkpoints=args.keep_checkpoints)
+    failed = [k for k, v in outcome.items() if v.startswith("failed")]
+    skipped: list[str] = []
+    try:
+        tables, path = write_leaderboard(Path(args.results), skipped=skipped)
+    except OSError as e:  # e.g. a full disk: the runs' records are written, the table can be rebuilt later
+        console.print(f"error: the leaderboard could not be written ({e}); rebuild it with: python bench.py "
+                      f"leaderboard {args.results}", style="red", markup=False, soft_wrap=True)
+        return 1 if failed else 2
     keys = {r.setting_key for r in runs}
     for t in tables:
         if t.slug.rsplit("_", 1)[-1] in keys:
             console.print(to_markdown(t), markup=False, highlight=False, soft_wrap=True)
-    console.print(f"leaderboard written to {path}")
-    failed = [k for k, v in outcome.items() if v.startswith("failed")]
+    for note in skipped:
+        console.print(note, style="yellow", markup=False, soft_wrap=True)
+    console.print(f"leaderboard written to {path}", markup=False, soft_wrap=True)
     if failed:
-        console.print(f"[red]{len(failed)} run(s) failed:[/red] {', '.join(failed)}")
+        console.print(f"{len(failed)} run(s) failed: {', '.join(failed)}", style="red", markup=False, soft_wrap=True)
         return 1
     return 0
+
+
+def needs_training(runs, results_dir: Path, force: bool) -> bool:
+    """Whether any run may train: a grid whose runs are all finished needs no data, no devices, no checks."""
+    from mtbench.records import finished, runs_dir
+
+    return force or not all(finished(runs_dir(results_dir) / r.run_id) for r in runs)

@@ -1,11 +1,10 @@
 """``python bench.py status RESULTS``: one table of a grid (done / running / pending / failed per run), the last
 log lines of failed runs, then the leaderboard rebuilt from what is done. Reads only: run records,
-``slurm.json`` / ``local.json`` beside them, squeue/sacct where SLURM is reachable, submitit's logs."""
+``slurm.json`` / ``lock.json`` beside them, squeue/sacct where SLURM is reachable, submitit's logs. An unreadable
+record is a row of its own (with its path and the fix), never an error."""
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +12,15 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from mtbench.records import RECORD_NAME, runs_dir
-from mtbench.runstate import ACTIVE_STATES, CONFIG_FILE, LOCAL_FILE, RUNNING_STATES, read_json, slurm_jobs, summary
+from mtbench.records import RECORD_NAME, UNREADABLE_FIX, read_record, record_problem, runs_dir
+from mtbench.runstate import (ACTIVE_STATES, CONFIG_FILE, RUNNING_STATES, RunLock, describe_holder, read_json,
+                              slurm_jobs, summary)
 from mtbench.slurm_query import query_slurm
 
-STYLE = {"done": "green", "running": "cyan", "pending": "yellow", "failed": "red", "incomplete": "magenta"}
+STYLE = {"done": "green", "running": "cyan", "pending": "yellow", "failed": "red", "incomplete": "magenta",
+         "unreadable": "red"}
 
 
 @dataclass
@@ -27,7 +29,7 @@ class RunStatus:
     method: str
     tasks: str
     seed: Any
-    state: str  # done | running | pending | failed | incomplete | unknown
+    state: str  # done | running | pending | failed | incomplete | unreadable | unknown
     job: str  # SLURM job id and its state, "local pid N", or ""
     attempt: int
     detail: str
@@ -53,14 +55,19 @@ def last_line(path: str | Path | None, needle: str) -> str:
     return lines[-1].split("] ", 1)[-1].split(": ", 1)[-1] if lines else ""  # "[mtbench hh:mm:ss] <run id>: <msg>"
 
 
-def local_alive(info: dict | None) -> bool:
-    if not info or info.get("host") != socket.gethostname():
-        return False
+def read_run_record(run_dir: Path) -> tuple[dict, str | None]:
+    """The run's record ({} if none) and, for a record that exists but cannot be used, why."""
+    path = run_dir / RECORD_NAME
+    if not path.exists():
+        return {}, None
     try:
-        os.kill(int(info["pid"]), 0)
-        return True
-    except (OSError, ValueError, KeyError):
-        return False
+        record = read_record(path)
+    except (ValueError, OSError) as e:
+        return {}, f"{path} is not readable JSON ({e}); {UNREADABLE_FIX}"
+    problem = record_problem(record)  # a failed record only needs to be a dict here: config.json names the run
+    if problem and (not isinstance(record, dict) or record.get("status") == "done"):
+        return {}, f"{path}: {problem}; {UNREADABLE_FIX}"
+    return record, None
 
 
 def collect(results_dir: Path, lines: int = 10) -> tuple[list[RunStatus], bool]:
@@ -74,12 +81,16 @@ def collect(results_dir: Path, lines: int = 10) -> tuple[list[RunStatus], bool]:
     states = query_slurm([j[-1]["job_id"] for j in jobs.values() if j])
     rows = []
     for d in run_dirs:
-        record = read_json(d / RECORD_NAME) or {}
-        cfg = read_json(d / CONFIG_FILE) or record.get("config") or {}
+        record, unreadable = read_run_record(d)
+        cfg = read_json(d / CONFIG_FILE) or (record.get("config") if isinstance(record.get("config"), dict) else {})
+        if unreadable:
+            rows.append(RunStatus(d.name, cfg.get("method", "?"), "+".join(cfg.get("tasks", [])), cfg.get("seed", "?"),
+                                  "unreadable", "", 0, unreadable, []))
+            continue
         if not cfg:
             continue
         job = jobs[d.name][-1] if jobs[d.name] else None
-        local = read_json(d / LOCAL_FILE)
+        holder = RunLock(d).holder()
         slurm_state = (states or {}).get(job["job_id"], "UNKNOWN") if job else ""
         attempt = max([int(record.get("attempt", 0))] + [int(j.get("attempt", 0)) for j in jobs[d.name]])
         job_text = f"{job['job_id']} {slurm_state}" if job else ""
@@ -92,8 +103,8 @@ def collect(results_dir: Path, lines: int = 10) -> tuple[list[RunStatus], bool]:
         elif job and slurm_state.upper() in ACTIVE_STATES:
             state = "running" if slurm_state.upper() in RUNNING_STATES else "pending"
             detail = last_line(job.get("stdout"), "iteration") if state == "running" else ""
-        elif local_alive(local):
-            state, job_text, detail = "running", f"local pid {local['pid']}", ""
+        elif holder is not None:
+            state, job_text, detail = "running", f"local pid {holder.get('pid', '?')}", describe_holder(holder)
         elif record.get("status") == "failed" or (job and states is not None):
             state = "failed"
             detail = record.get("error") if int(record.get("attempt", 0)) >= int((job or {}).get("attempt", 0)) \
@@ -117,14 +128,15 @@ def render(rows: list[RunStatus], console: Console, title: str) -> None:
                     ("state", {}), ("SLURM job", {}), ("attempt", {"justify": "right"}),
                     ("detail", {"overflow": "fold"})]:
         table.add_column(col, **kw)
-    for r in rows:
-        colour = STYLE.get(r.state, "white")
-        table.add_row(r.run_id, r.method, r.tasks, str(r.seed), f"[{colour}]{r.state}[/{colour}]", r.job,
-                      str(r.attempt or ""), r.detail)
+    for r in rows:  # Text, not markup: details and paths may hold '[' and ']'
+        table.add_row(*(Text(str(v)) for v in (r.run_id, r.method, r.tasks, r.seed)),
+                      Text(r.state, style=STYLE.get(r.state, "white")),
+                      *(Text(str(v)) for v in (r.job, r.attempt or "", r.detail)))
     console.print(table)
     for r in rows:
         if r.state == "failed" and r.log:
-            console.print(f"\n[red]{r.run_id}[/red] ({r.job or 'local'}), last log lines:", soft_wrap=True)
+            console.print(f"\n{r.run_id} ({r.job or 'local'}), last log lines:", style="red", markup=False,
+                          soft_wrap=True)
             console.print("\n".join(f"  {line}" for line in r.log), markup=False, highlight=False, soft_wrap=True)
 
 
@@ -136,13 +148,13 @@ def run(args: argparse.Namespace) -> int:
     rows, asked = collect(results_dir, args.lines)
     counts = Counter(r.state for r in rows)
     title = f"{results_dir}: {len(rows)} runs — " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    render(rows, console, title)
+    render(rows, console, Text(title))
     if not asked and any(r.job for r in rows):
-        console.print("[yellow]squeue is not reachable from here: SLURM states are unknown[/yellow]")
+        console.print("squeue is not reachable from here: SLURM states are unknown", style="yellow")
     if not args.no_leaderboard:
         tables, path = write_leaderboard(results_dir)
         console.print()
         for t in tables:
             console.print(to_markdown(t), markup=False, highlight=False)
-        console.print(f"leaderboard written to {path}" if tables else "no finished runs yet")
+        console.print(f"leaderboard written to {path}" if tables else "no finished runs yet", markup=False)
     return 0

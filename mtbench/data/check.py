@@ -5,13 +5,22 @@ every file of every listed id through the *same* readers the loaders use and rep
 and source file kind: counts, image sizes, value ranges, missing and unreadable files; plus split
 problems (a count other than the published one, duplicate ids, ids in both train and val).
 The exit code is 1 when anything is wrong, and every bad file is named.
+
+``quick_check`` is the fast part, run by every grid on a real dataset before its first run: split lists, every
+file present and decodable (images decoded, ``.npy`` headers and sizes, ``.mat`` headers), images that fit the
+padding; no value ranges. A clean result is remembered (keyed by every file's size and mtime), so it costs a
+stat per file the next time.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+
 import numpy as np
 from rich.console import Console
 from rich.table import Table
@@ -165,6 +174,98 @@ def run(args: argparse.Namespace) -> int:
         return 1
     console.print("no problems found", style="green")
     return 0
+
+
+# --- the fast part, before a grid trains -----------------------------------------------------------------------
+
+def _readable(path: Path) -> tuple[int, int] | None:
+    """Decode enough of one file to know it is whole; the (H, W) of images. Raises on a bad file."""
+    if path.suffix == ".npy":
+        np.load(path, mmap_mode="r", allow_pickle=False)  # header + size: a truncated file fails here
+        return None
+    if path.suffix == ".mat":
+        import scipy.io
+
+        scipy.io.whosmat(str(path))
+        return None
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()  # a truncated image fails here, as in training
+        return im.size[1], im.size[0]
+
+
+def _quick_one(task: tuple) -> list[tuple[str, str, object]]:
+    """(dataset, layout, id, file kinds) → [(kind, path, (H, W) | None | error message)]."""
+    name, layout, image_id, kinds = task
+    out = []
+    for kind in kinds:
+        path = layout.path(kind, image_id)
+        try:
+            out.append((kind, str(path), _readable(path) if path.is_file() else "missing"))
+        except Exception as e:  # noqa: BLE001 — any decoder error is a finding
+            out.append((kind, str(path), f"unreadable ({type(e).__name__}: {e})"))
+    return out
+
+
+def _fingerprint(layout, files: list[Path], cfg_pad: tuple[int, int]) -> str:
+    h = hashlib.sha1(json.dumps([str(layout.root), list(cfg_pad)]).encode())
+    for f in files:
+        try:
+            st = f.stat()
+            h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{f}|missing\n".encode())
+    return h.hexdigest()[:16]
+
+
+def needed_kinds(module, tasks: tuple[str, ...]) -> list[str]:
+    """The source files a run of ``tasks`` reads: the image, semseg (always read: the crop test), each task's,
+    and PASCAL's Context label map for edges and normals."""
+    wanted = {"image", "semseg", *tasks} | ({"context"} if {"edge", "normals"} & set(tasks) else set())
+    return [k for k in module.SOURCES if k in wanted]
+
+
+def quick_check(name: str, cfg: dict, tasks: tuple[str, ...], cache_dir: Path | None = None,
+                workers: int | None = None, splits: tuple[str, ...] = ("train", "val")
+                ) -> tuple[list[str], list[str]]:
+    """(problems, notes) of a real dataset folder for a run of ``tasks``: problems stop a grid, notes are said
+    (e.g. split sizes other than the published ones, as in a debugging subset)."""
+    module = DATASETS[name]
+    layout = module.find_layout(cfg.get("data_dir"), **({"variant": cfg["variant"]} if "variant" in cfg else {}))
+    ids_by_split, problems = _split_problems(module, layout, splits, {})
+    notes = [f"{s}: {len(ids)} ids, the published split has {module.SPLIT_SIZES[s]}"
+             for s, ids in ids_by_split.items() if len(ids) != module.SPLIT_SIZES.get(s, len(ids))]
+    if problems:
+        return problems, notes
+    pad = module.pad_size(layout, cfg)
+    ids = sorted({i for split_ids in ids_by_split.values() for i in split_ids})
+    kinds = needed_kinds(module, tasks)
+    files = [layout.path(k, i) for i in ids for k in kinds]
+    stamp = Path(cache_dir) / "datacheck" / f"{name}-{_fingerprint(layout, files, pad)}.json" if cache_dir else None
+    if stamp is not None and stamp.is_file():
+        return [], notes
+    jobs = [(name, layout, i, kinds) for i in ids]
+    workers = workers or min(8, os.cpu_count() or 1)
+    if workers > 1 and len(jobs) > 64:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(_quick_one, jobs, chunksize=32))
+    else:
+        results = [_quick_one(j) for j in jobs]
+    too_big: dict[tuple[int, int], list[str]] = {}
+    for found in results:
+        for kind, path, info in found:
+            if isinstance(info, str):
+                problems.append(f"{path}: {info}")
+            elif kind == "image" and info and (info[0] > pad[0] or info[1] > pad[1]):
+                too_big.setdefault(tuple(info), []).append(path)
+    for size, paths in too_big.items():
+        problems.append(f"{len(paths)} image(s) of {size[0]}x{size[1]}, e.g. {paths[0]}: {module.size_hint(size, pad)}")
+    if not problems and stamp is not None:
+        from mtbench.atomic import atomic_write_text
+
+        atomic_write_text(stamp, json.dumps({"root": str(layout.root), "files": len(files)}) + "\n")
+    return problems, notes
 
 
 def main(argv: list[str] | None = None) -> int:

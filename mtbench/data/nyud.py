@@ -20,7 +20,7 @@ from PIL import Image
 
 from mtbench.data import transforms
 from mtbench.data.base import IGNORE, TASK_SETS, DatasetInfo
-from mtbench.data.folder import FolderDataset
+from mtbench.data.folder import FolderDataset, names_file
 from mtbench.registry import register_dataset
 
 CLASS_NAMES = (
@@ -116,11 +116,13 @@ def read_ids(path: Path) -> list[str]:
 
 
 # ------------------------------------------------------------ raw files (shared with `data check`)
+@names_file
 def read_image(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
 
 
+@names_file
 def read_semseg(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         x = np.asarray(im)
@@ -130,17 +132,19 @@ def read_semseg(path: Path) -> np.ndarray:
     return x
 
 
+@names_file
 def read_depth(path: Path) -> np.ndarray:
-    x = np.squeeze(np.load(path)).astype(np.float32)
+    x = np.squeeze(np.load(path, allow_pickle=False)).astype(np.float32)
     if x.ndim != 2 or not np.isfinite(x).all() or (x < 0).any():
         raise ValueError(f"{path}: expected finite non-negative 2-D depth in metres, shape {x.shape}")
     return x
 
 
+@names_file
 def read_normals(path: Path) -> np.ndarray:
     """Decoded vectors in [-1, 1] (PNG: 2·v/255 − 1), not yet unit-normalised."""
     if path.suffix == ".npy":
-        x = np.load(path).astype(np.float32)
+        x = np.load(path, allow_pickle=False).astype(np.float32)
     else:
         with Image.open(path) as im:
             x = 2.0 * np.asarray(im.convert("RGB"), np.float32) / 255.0 - 1.0
@@ -149,9 +153,10 @@ def read_normals(path: Path) -> np.ndarray:
     return x
 
 
+@names_file
 def read_edge(path: Path) -> np.ndarray:
     if path.suffix == ".npy":
-        x, on = np.squeeze(np.load(path)), 1
+        x, on = np.squeeze(np.load(path, allow_pickle=False)), 1
     else:
         with Image.open(path) as im:
             x, on = np.asarray(im.convert("L")), 255
@@ -254,5 +259,31 @@ def static_info(tasks: tuple[str, ...], cfg: dict | None = None) -> DatasetInfo:
     return dataset_info(tuple(tasks), transforms.parse_size(cfg.get("pad_size"), default))
 
 
+def pad_size(layout: Layout, cfg: dict | None) -> tuple[int, int]:
+    return transforms.parse_size((cfg or {}).get("pad_size"), DEFAULT_PAD[layout.variant])
+
+
+def split_size(split: str, cfg: dict | None) -> int:
+    """Images in a split, from its id list alone (checked against the batch size before any run)."""
+    cfg = _options(cfg)
+    layout = find_layout(cfg.get("data_dir"), cfg.get("variant", "auto"))
+    if not layout.split_file(split).is_file():
+        raise FileNotFoundError(f"missing {layout.split_file(split)}.\n{LAYOUT}")
+    return len(read_ids(layout.split_file(split)))
+
+
+def size_hint(size: tuple[int, int], pad: tuple[int, int]) -> str:
+    """Why an image does not fit ``pad_size``, and the fix (data check and the grid's pre-flight say it)."""
+    if tuple(size) == (480, 640):
+        return (f"480x640 NYUD images (the Kinect frames with their white border: a widespread re-upload) do not fit "
+                f"pad_size {pad[0]}x{pad[1]}; the released codes expect the 425x560 crop of the ATRC/InvPT "
+                f"NYUDv2.tar.gz. Fix: use that download, or pad to the full frame with --set "
+                f"datasets.nyud.pad_size=[480,640] (numbers then include the border and are not comparable to the "
+                f"papers')")
+    return f"images of {size[0]}x{size[1]} do not fit pad_size {pad[0]}x{pad[1]}: set datasets.nyud.pad_size"
+
+
 build.static_info = static_info
 build.default_tasks = TASKS
+build.cfg_keys = OPTIONS
+build.split_size = split_size

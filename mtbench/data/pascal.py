@@ -27,7 +27,7 @@ from skimage.morphology import thin
 
 from mtbench.data import pascal_parts, transforms
 from mtbench.data.base import IGNORE, TASK_SETS, DatasetInfo
-from mtbench.data.folder import FolderDataset
+from mtbench.data.folder import FolderDataset, names_file
 from mtbench.data.nyud import read_ids, read_image, resolve_edge_eval_ids
 from mtbench.registry import register_dataset
 
@@ -104,6 +104,7 @@ def find_layout(data_dir: str | Path | None) -> Layout:
 
 
 # ------------------------------------------------------------ raw files (shared with `data check`)
+@names_file
 def read_semseg(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         x = np.asarray(im)
@@ -113,6 +114,7 @@ def read_semseg(path: Path) -> np.ndarray:
     return x.astype(np.uint8)
 
 
+@names_file
 def read_label_map(path: Path) -> np.ndarray:
     mat = scipy.io.loadmat(str(path))
     if "LabelMap" not in mat:
@@ -131,12 +133,14 @@ def label_edges(labels: np.ndarray) -> np.ndarray:
     return thin(lap != 0).astype(np.uint8)
 
 
+@names_file
 def read_normals(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         x = 2.0 * np.asarray(im.convert("RGB"), np.float32) / 255.0 - 1.0
     return x
 
 
+@names_file
 def read_sal(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         x = np.asarray(im)
@@ -149,7 +153,7 @@ def read_source(layout: Layout, kind: str, image_id: str, shape: tuple[int, int]
     """One raw file, decoded; ``shape`` (the image's) is what the part masks are drawn into."""
     path = layout.path(kind, image_id)
     if kind == "human_parts":
-        return pascal_parts.rasterise(path, shape)
+        return names_file(pascal_parts.rasterise)(path, shape)
     return {"image": read_image, "semseg": read_semseg, "context": read_label_map,
             "normals": read_normals, "sal": read_sal}[kind](path)
 
@@ -226,5 +230,23 @@ def static_info(tasks: tuple[str, ...], cfg: dict | None = None) -> DatasetInfo:
     return dataset_info(tuple(tasks), transforms.parse_size(_options(cfg).get("pad_size"), PAD_SIZE))
 
 
+def pad_size(layout: Layout, cfg: dict | None) -> tuple[int, int]:
+    return transforms.parse_size((cfg or {}).get("pad_size"), PAD_SIZE)
+
+
+def split_size(split: str, cfg: dict | None) -> int:
+    """Images in a split, from its id list alone (checked against the batch size before any run)."""
+    layout = find_layout(_options(cfg).get("data_dir"))
+    if not layout.split_file(split).is_file():
+        raise FileNotFoundError(f"missing {layout.split_file(split)}.\n{LAYOUT}")
+    return len(read_ids(layout.split_file(split)))
+
+
+def size_hint(size: tuple[int, int], pad: tuple[int, int]) -> str:
+    return f"images of {size[0]}x{size[1]} do not fit pad_size {pad[0]}x{pad[1]}: set datasets.pascal.pad_size"
+
+
 build.static_info = static_info
 build.default_tasks = TASKS
+build.cfg_keys = OPTIONS
+build.split_size = split_size

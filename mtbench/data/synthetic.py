@@ -9,14 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import sys
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mtbench.atomic import atomic_write, clean_stale_temps
 from mtbench.data import scenes
 from mtbench.data.base import TASK_SETS, IMAGENET_MEAN, IMAGENET_STD, DatasetInfo
 from mtbench.registry import register_dataset
@@ -63,24 +66,34 @@ def render_split(split: str, n: int, height: int, width: int, seed: int) -> dict
 
 
 def _save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temp file beside the target, then rename: a crash never leaves a torn cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    """Write to a temp file beside the target, then rename: a crash never leaves a torn cache. Temps of dead
+    writers (a kill during an earlier write) are removed first; a full disk names the file."""
+    clean_stale_temps(path.parent)
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def read_cache(path: Path, n: int) -> dict[str, np.ndarray]:
+    """The cached split; ValueError naming the file when it is corrupt or incomplete."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared cache should be readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+        raise ValueError(f"{path}: {type(e).__name__}: {e}") from None
+    missing = sorted(set(_STORED) - set(arrays))
+    if missing or any(len(a) != n for a in arrays.values()):
+        raise ValueError(f"{path}: incomplete (missing {missing} or not {n} scenes)")
+    return arrays
 
 
 def load_or_render(split: str, n: int, height: int, width: int, seed: int, cache_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The cache if it is whole; a corrupt one is said, removed and rendered again."""
     path = cache_path(cache_dir, split, n, height, width, seed)
     if path.exists():
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
+        try:
+            return read_cache(path, n)
+        except ValueError as e:
+            print(f"corrupt synthetic-scene cache, rendering it again: {e}", file=sys.stderr, flush=True)
+            path.unlink(missing_ok=True)
     arrays = render_split(split, n, height, width, seed)
     _save_atomic(path, arrays)
     return arrays
@@ -170,5 +183,14 @@ def static_info(tasks: tuple[str, ...], cfg: dict | None = None) -> DatasetInfo:
     return dataset_info(tuple(tasks), int(c["height"]), int(c["width"]))
 
 
+def split_size(split: str, cfg: dict | None) -> int:
+    """Scenes in a split, from the cfg alone (checked against the batch size before anything is rendered)."""
+    c = _resolve(cfg)
+    return int(c["n_train"] if split == "train" else c["n_val"])
+
+
 build.static_info = static_info
 build.default_tasks = TASK_SETS["nyud"]  # NYUD-like by default; --tasks pascal for the 5-task set
+build.default_recipe = "smoke"  # the CPU recipe of the default job
+build.cfg_keys = tuple(DEFAULTS) + ("data_dir",)
+build.split_size = split_size
