@@ -329,7 +329,8 @@ def build_mqt_spatial(task_channels: dict[str, int], backbone: nn.Module, cfg: d
     return MQTransformer(backbone, task_channels, resolve_cfg(cfg, "mqt_spatial"))
 
 
-build_mqt.cfg_keys = tuple(DEFAULTS)  # checked against the recipe before any run (mtbench.recipe_check)
+build_mqt.cfg_keys = tuple(DEFAULTS["mqt"])  # checked against the recipe before any run (mtbench.recipe_check)
+build_mqt_spatial.cfg_keys = tuple(DEFAULTS["mqt_spatial"])
 
 
 def dead_parameter_names(model: MQTransformer) -> set[str]:
