@@ -103,10 +103,12 @@ def match_count(i: np.ndarray, j: np.ndarray, dist: np.ndarray, n_pred: int, n_g
     """The number of pairs in the matching of :func:`match_pairs` (same arguments), which is all
     that one annotator's counts need (cntR = cntP = pairs).
 
-    The pair count of a min-cost matching is the same for every optimal matching unless two
-    matchings with different counts cost exactly the same, which needs an alternating path of
-    about 100 pairs (outlier cost / longest pair) whose lengths cancel exactly; so the count is a
-    function of the optimum, not of LAPJVsp's choice among ties. That lets large components be
+    The pair count is the same for every optimal matching unless two matchings with different
+    counts cost exactly the same: they differ by alternating paths, and a path that adds a pair
+    at no change of cost must add exactly the outlier cost in pair lengths, i.e. run over at
+    least outlier cost / longest pair (about 100) pairs and cancel to the unit. So the count is a
+    function of the optimum, not of LAPJVsp's choice among equal-cost matchings (which the pixel
+    sets of several annotators do depend on; those go through :func:`match_pairs`). That lets large components be
     solved in the square form (rows + a "column unmatched" row per column, columns + a "row
     unmatched" column per row), where LAPJVsp's initial reductions assign most rows before its
     per-row O(columns) searches start; small components are solved as in :func:`match_pairs`.
@@ -221,9 +223,11 @@ def _square_count(i: np.ndarray, j: np.ndarray, w: np.ndarray, ow: float, n_cols
     reaches r's unmatched column, both at cost 1: whichever pairs are real, the columns left over
     pair with the rows left over at 1 each, so every full matching costs sum(w) + ow * (rows -
     pairs) + n_cols, the objective of :func:`_solve` plus a constant."""
-    ru, li = np.unique(i, return_inverse=True)
-    cu, lj = np.unique(j, return_inverse=True)
-    n1, n2 = len(ru), len(cu)
+    new_row = np.ones(i.size, dtype=bool)
+    new_row[1:] = i[1:] != i[:-1]
+    li = np.cumsum(new_row) - 1  # edges come sorted by row
+    cu, lj = _dense_ranks(j, n_cols)
+    n1, n2 = int(li[-1]) + 1, len(cu)
     r = np.concatenate([li, np.arange(n1), n1 + np.arange(n2), n1 + lj])
     c = np.concatenate([lj, n2 + np.arange(n1), np.arange(n2), n2 + li])
     data = np.concatenate([w, np.full(n1, ow), np.ones(n2), np.ones(i.size)])
