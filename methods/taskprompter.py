@@ -185,7 +185,9 @@ class TaskPrompter(nn.Module):
         x = vit.patch_embed(images)
         x = x.reshape(x.shape[0], -1, self.dim)  # NHWC (dynamic_img_size) or NLC → NLC
         x = vit.norm_pre(vit.patch_drop(vit.pos_drop(x + vit.pos_embed[:, vit.num_prefix_tokens:])))
-        prompts = self.task_prompts[None].expand(x.shape[0], -1, -1)
+        # a copy, not an expand(): a view of a parameter made under no_grad trips torch's module tracker
+        # (FlopCounterMode in `bench.py profile`)
+        prompts = self.task_prompts[None].repeat(x.shape[0], 1, 1)
 
         acc = {t: 0.0 for t in self.tasks}
         level = 0

@@ -125,6 +125,26 @@ def test_param_count_released_configs(name):
     assert n(full) - n(lean) == unused
 
 
+def test_flops_nyud_vitl():
+    """torch's flop counter, batch 1, 448×576. The released module (built on CPU, moved to meta, same counter;
+    /tmp/tp/drv/flops.py) counts 839,674,822,656 multiply-adds. It computes all N×N scores and then a channel
+    attention product it never reads (T·C·HW per block); here the spatial attention is one fused call plus the
+    T prompt rows' raw scores again (T·(T+HW)·C per block): T²·C·24 = 393,216 more. The default build skips the
+    last block's token_trans1 and prompt update (37.7 M)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    macs = {}
+    with torch.device("meta"):
+        bb = create_backbone("vit_l", (448, 576))
+        for keep in (True, False):
+            model = build_taskprompter(NYUD, bb, {"keep_unused": keep}).eval()
+            with FlopCounterMode(display=False) as counter, torch.no_grad():
+                model(torch.empty(1, 3, 448, 576))
+            macs[keep] = counter.get_total_flops() // 2
+    assert macs[True] == 839_674_822_656 + 4 ** 2 * 1024 * 24
+    assert macs[False] == 839_637_532_672
+
+
 # ------------------------------------------------------------------------------ agreement with the release
 # Statistics (mean, mean square, cos-weighted mean) of the released TaskPrompterWrapper's outputs and of three
 # gradients, for the CASES above on a 12-block width-64 ViT (2 heads, patch 16, select_list range(3, 12, 3),
