@@ -262,6 +262,19 @@ def test_bad_windows_and_keys_are_explained():
         build_taskprompter(NYUD, _tiny_vit(), {"use_ctr": True, "prompt_len": 2})
 
 
+@pytest.mark.parametrize("recipe, released", [("taskprompter_nyud", "nyud_vitLp16"),
+                                              ("taskprompter_pascal", "pascal_vitLp16")])
+def test_recipes_hold_the_released_configs(recipe, released):
+    """The recipes pass the recipe check and give the method the released widths (the param test's cfg)."""
+    from mtbench.config import load_recipe
+
+    r = load_recipe(recipe)
+    cfg = {**{"embed_dim": 768, "final_embed_dim": 768, "chan_nheads": 16, "use_ctr": False}, **RELEASED[released][3]}
+    assert r["methods"]["taskprompter"] == {**cfg, "prompt_len": 1}
+    assert r["backbone"] == RELEASED[released][1] and r["backbone_cfg"] == {"drop_path_rate": 0.15}
+    assert list(next(iter(r["datasets"].values()))["pad_size"]) == list(RELEASED[released][2])
+
+
 def test_registered(monkeypatch):
     monkeypatch.setattr(registry, "_loaded", True)  # don't import the other plugins
     import methods.taskprompter  # noqa: F401
