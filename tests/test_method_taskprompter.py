@@ -279,3 +279,30 @@ def test_registered(monkeypatch):
     monkeypatch.setattr(registry, "_loaded", True)  # don't import the other plugins
     import methods.taskprompter  # noqa: F401
     assert registry.METHODS.get("taskprompter") is build_taskprompter
+
+
+# -------------------------------------------------------------------------------------------- end to end
+def test_nyud_fixture_runs_end_to_end(tmp_path):
+    """bench.py with the smoke_vit recipe on a tiny folder in the real NYUDv2 format: taskprompter and its
+    single-task references (same narrow ViT) train, evaluate and write records. Two tasks keep it cheap (the
+    edge evaluation and two more reference runs add ~20 s of CPU)."""
+    import json
+
+    from fixtures_real import write_nyud
+
+    from mtbench.cli import main
+
+    root = write_nyud(tmp_path / "data")
+    argv = ["--methods", "taskprompter", "--dataset", "nyud", "--data-dir", str(root), "--tasks",
+            "semseg,normals", "--results", str(tmp_path / "res"), "--recipe", "smoke_vit"]
+    for o in ["iterations=2", "batch_size=2", "checkpoint_every=100", "num_workers=0", "eval.edge_thresholds=3",
+              "eval.edge_workers=1", "backbone_cfg.embed_dim=32", "methods.taskprompter.embed_dim=16",
+              "methods.taskprompter.final_embed_dim=16", "methods.single.head_channels=8",
+              "datasets.nyud.pad_size=[64,64]"]:
+        argv += ["--set", o]
+    assert main(argv) == 0
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "res" / "runs").glob("*/record.json")]
+    tp = next(r for r in recs if r["method"] == "taskprompter")
+    assert tp["status"] == "done" and set(tp["metrics"]) == {"semseg", "normals"}
+    assert tp["config"]["recipe"]["methods"]["taskprompter"]["chan_nheads"] == 4
+    assert len(recs) == 3  # + the two single-task references on the same backbone
