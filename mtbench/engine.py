@@ -181,6 +181,10 @@ def run(
         "method_notes": list(getattr(model, "record_notes", [])),  # what the model says it computes
         "metrics": metrics,
         "primary_metrics": primary,
+        # the setting's Δm convention (leaderboard.py): primary metrics, or every metric the tasks list
+        "delta_m": {"convention": getattr(info, "delta_m", "primary"),
+                    "metrics": {t: list(getattr(task, "delta_metrics", (task.primary_metric,)))
+                                for t, task in tasks.items()}},
         "higher_is_better": {t: {m: task.higher_is_better(m) for m in metrics[t] if m != "loss" and "/" not in m}
                              for t, task in tasks.items()},
         "trivial": trivial,

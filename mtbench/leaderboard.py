@@ -4,6 +4,15 @@
 primary metric per task, and references trained with the same backbone, data and recipe (the
 same ``setting_key``). Δm is computed per seed of the method against the references' mean over
 seeds, then reported as mean ± std over the method's seeds.
+
+A setting declares its convention in its records (``delta_m.convention``, from ``DatasetInfo.delta_m``):
+``primary`` as above, or ``all``, the convention of the optimisation literature's NYUv2 / Cityscapes tables
+(MTAN, CAGrad, Nash-MTL, FAMO): Δm over *every* metric each task lists in ``delta_m.metrics``, flat,
+Δm = (1/K) Σ_k (−1)^{l_k} (M_m,k − M_st,k) / M_st,k × 100 over the K metrics of all tasks. (Nash-MTL's
+``delta_fn`` and CAGrad average the 9 NYUv2 metrics flat like this; LibMTL's ``count_improvement`` first averages
+within each task, which weighs NYUv2's 5 normal metrics as much as the 2 depth metrics.) The sign is mtbench's
+(higher is better); the papers print −Δm (lower is better). Such tables show one column per metric, Δm over all
+metrics and, beside it, Δm over the primary metrics; the title says which convention ranks the rows.
 """
 from __future__ import annotations
 
@@ -37,6 +46,10 @@ class Column:
     task: str
     metric: str
     higher_is_better: bool
+    key: str = ""  # the row key of its values: the task (one column per task), or "task/metric"
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.task
 
     @property
     def label(self) -> str:
@@ -51,6 +64,7 @@ class Table:
     columns: list[Column]
     rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    convention: str = "primary"  # Δm over the primary metrics, or over all metrics ("all": delta_m_primary too)
 
 
 def _primary(record: dict, task: str) -> tuple[str, bool]:
@@ -121,35 +135,42 @@ def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dic
         source = next((r for r in members + ref_by_task[t]), None)
         metric, hib = _primary(source, t) if source else ("?", True)
         columns.append(Column(t, metric, hib))
+    primary_columns, convention = columns, _convention(members + refs)
+    if convention == "all":
+        columns = _all_columns(tasks, members, ref_by_task) or columns
     recipe = any_rec.get("recipe_name", "?")
     title = f"{any_rec['dataset']} · {any_rec['backbone']} · tasks {', '.join(tasks)} · " \
             f"{setting_line(members + refs + failed)}"
+    title += (f" · Δm over all {len(columns)} metrics" if convention == "all" else " · Δm over the primary metrics")
     if "edge" in tasks:  # boundary scores are comparable only under one evaluation protocol
         title += f" · edge protocol {any_rec.get('config', {}).get('recipe', {}).get('eval', {}).get('edge_protocol', 'unrecorded')}"
     table = Table(title=title, slug=f"{any_rec['dataset']}_{any_rec['backbone']}_{recipe}_{'-'.join(tasks)}_{key}",
-                  columns=columns)
-    hib = {c.task: c.higher_is_better for c in columns}
+                  columns=columns, convention=convention)
+    hib = {c.key: c.higher_is_better for c in columns}
+    primary_keys = {c.task: next((k for k in columns if (k.task, k.metric) == (c.task, c.metric)), c)
+                    for c in primary_columns}
 
     ref_mean: dict[str, float] = {}
     ref_row: dict[str, Any] = {"method": "single-task refs", "delta_m": (0.0, float("nan"))}
     ref_counts = []
     for c in columns:
         mean, std, n = _stats([_value(r, c) for r in ref_by_task[c.task]])
-        ref_row[c.task] = (mean, std)
+        ref_row[c.key] = (mean, std)
         ref_counts.append(n)
         if n:
-            ref_mean[c.task] = mean
-        else:
+            ref_mean[c.key] = mean
+        elif not any(f"'{c.task}'" in note for note in table.notes):
             table.notes.append(f"no single-task reference for '{c.task}' in this setting: Δm is not defined")
     # Seeds of the reference row: the fewest any task has; a task short of seeds is named.
     ref_row["seeds"] = str(min(ref_counts)) if len(set(ref_counts)) == 1 else f"{min(ref_counts)}-{max(ref_counts)}"
     for c, n in zip(columns, ref_counts):
-        if 0 < n < max(ref_counts):
+        if 0 < n < max(ref_counts) and not any(f"the '{c.task}' reference" in note for note in table.notes):
             table.notes.append(f"the '{c.task}' reference has {n} seed(s), others up to {max(ref_counts)}")
     ref_row["params_M"] = sum(_stats([r["params"]["total"] for r in ref_by_task[t]])[0] for t in tasks) / 1e6
     ref_row["gflops"] = sum(_stats([(r.get("flops") or {}).get("gflops") for r in ref_by_task[t]])[0] for t in tasks)
-    if len(ref_mean) < len(tasks):
+    if len(ref_mean) < len(columns):
         ref_row["delta_m"] = (float("nan"), float("nan"))
+    ref_row["delta_m_primary"] = ref_row["delta_m"]
     table.rows.append(ref_row)
 
     for method in sorted({r["method"] for r in members_all}):
@@ -157,9 +178,11 @@ def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dic
         planned = len({r["seed"] for r in members_all if r["method"] == method})
         row: dict[str, Any] = {"method": method, "seeds": _seeds(len(runs), planned)}
         for c in columns:
-            row[c.task] = _stats([_value(r, c) for r in runs])[:2]
-        deltas = [delta_m({c.task: _value(r, c) for c in columns}, ref_mean, hib) for r in runs]
-        row["delta_m"] = _stats(deltas)[:2] if len(ref_mean) == len(tasks) else (float("nan"), float("nan"))
+            row[c.key] = _stats([_value(r, c) for r in runs])[:2]
+        complete = len(ref_mean) == len(columns)
+        deltas = [delta_m({c.key: _value(r, c) for c in columns}, ref_mean, hib) for r in runs]
+        row["delta_m"] = _stats(deltas)[:2] if complete else (float("nan"), float("nan"))
+        row["delta_m_primary"] = _primary_delta(runs, primary_keys, ref_mean, hib) if complete else row["delta_m"]
         row["params_M"] = _stats([r["params"]["total"] for r in runs])[0] / 1e6
         row["gflops"] = _stats([(r.get("flops") or {}).get("gflops") for r in runs])[0]
         row["img_s"] = _stats([_images_per_s(r) for r in runs])[0]
@@ -169,15 +192,45 @@ def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dic
     trivial_sources = members + refs
     triv: dict[str, Any] = {"method": "trivial (constant)", "seeds": MISSING, "params_M": 0.0, "gflops": 0.0}
     for c in columns:  # the same constant in every record: its mean, no spread to report
-        triv[c.task] = (_stats([_value(r, c, "trivial") for r in trivial_sources
-                                if c.task in r.get("trivial", {})])[0], float("nan"))
-    triv["delta_m"] = (delta_m({c.task: triv[c.task][0] for c in columns}, ref_mean, hib), float("nan")) \
-        if len(ref_mean) == len(tasks) else (float("nan"), float("nan"))
+        triv[c.key] = (_stats([_value(r, c, "trivial") for r in trivial_sources
+                               if c.task in r.get("trivial", {})])[0], float("nan"))
+    triv["delta_m"] = (delta_m({c.key: triv[c.key][0] for c in columns}, ref_mean, hib), float("nan")) \
+        if len(ref_mean) == len(columns) else (float("nan"), float("nan"))
+    triv["delta_m_primary"] = (delta_m({k: triv[c.key][0] for k, c in primary_keys.items()},
+                                       {k: ref_mean.get(c.key) for k, c in primary_keys.items()},
+                                       {k: c.higher_is_better for k, c in primary_keys.items()}), float("nan")) \
+        if len(ref_mean) == len(columns) else (float("nan"), float("nan"))
     table.rows.append(triv)
     table.notes += list(dict.fromkeys(f"{r['method']}: {n}" for r in members_all for n in r.get("method_notes", [])))
     for r in failed:
         table.notes.append(f"failed run {r['run_id']}: {r.get('error', '?')}")
     return table
+
+
+def _convention(records: list[dict]) -> str:
+    """The setting's Δm convention, as its records declare it (records written before it existed: primary)."""
+    found = {(r.get("delta_m") or {}).get("convention", "primary") for r in records}
+    return "all" if found == {"all"} else "primary"
+
+
+def _all_columns(tasks: tuple[str, ...], members: list[dict], ref_by_task: dict[str, list[dict]]) -> list[Column]:
+    """One column per metric of each task's ``delta_m.metrics``, in the order the task lists them."""
+    columns = []
+    for t in tasks:
+        source = next((r for r in members + ref_by_task[t] if t in (r.get("delta_m") or {}).get("metrics", {})), None)
+        if source is None:
+            return []
+        for m in source["delta_m"]["metrics"][t]:
+            columns.append(Column(t, m, bool(source["higher_is_better"][t][m]), key=f"{t}/{m}"))
+    return columns
+
+
+def _primary_delta(runs: list[dict], primary: dict[str, Column], ref_mean: dict[str, float],
+                   hib: dict[str, bool]) -> tuple[float, float]:
+    """Δm over the primary metric of each task, the second convention of an "all" table."""
+    refs = {t: ref_mean[c.key] for t, c in primary.items()}
+    dirs = {t: hib[c.key] for t, c in primary.items()}
+    return _stats([delta_m({t: _value(r, c) for t, c in primary.items()}, refs, dirs) for r in runs])[:2]
 
 
 def _fmt(mean: float, std: float = float("nan")) -> str:
@@ -188,13 +241,16 @@ def _fmt(mean: float, std: float = float("nan")) -> str:
 
 
 def to_markdown(table: Table) -> str:
-    head = ["Method", "Seeds"] + [c.label for c in table.columns] + ["Δm % ↑", "Params (M)", "GFLOPs",
-                                                                     "train img/s", "peak MB"]
+    both = table.convention == "all"
+    deltas = ["Δm all % ↑", "Δm primary % ↑"] if both else ["Δm % ↑"]
+    head = ["Method", "Seeds"] + [c.label for c in table.columns] + deltas + ["Params (M)", "GFLOPs",
+                                                                               "train img/s", "peak MB"]
     lines = [f"### {table.title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table.rows:
         cells = [f"**{row['method']}**", str(row["seeds"])]
-        cells += [_fmt(*row[c.task]) for c in table.columns]
-        cells += [_fmt(*row["delta_m"]), _fmt(row["params_M"]), _fmt(row["gflops"]),
+        cells += [_fmt(*row[c.key]) for c in table.columns]
+        cells += [_fmt(*row["delta_m"])] + ([_fmt(*row["delta_m_primary"])] if both else [])
+        cells += [_fmt(row["params_M"]), _fmt(row["gflops"]),
                   _fmt(row.get("img_s", float("nan"))), _fmt(row.get("peak_mb", float("nan")))]
         lines.append("| " + " | ".join(cells) + " |")
     if table.notes:
@@ -207,8 +263,10 @@ def to_frame(table: Table) -> pd.DataFrame:
     for row in table.rows:
         flat = {"method": row["method"], "seeds": row["seeds"]}
         for c in table.columns:
-            flat[f"{c.task}/{c.metric}"], flat[f"{c.task}/{c.metric}/std"] = row[c.task]
+            flat[f"{c.task}/{c.metric}"], flat[f"{c.task}/{c.metric}/std"] = row[c.key]
         flat["delta_m"], flat["delta_m/std"] = row["delta_m"]
+        if table.convention == "all":
+            flat["delta_m_primary"], flat["delta_m_primary/std"] = row["delta_m_primary"]
         flat["params_M"], flat["gflops"] = row["params_M"], row["gflops"]
         flat["train_images_per_s"], flat["peak_mb"] = row.get("img_s"), row.get("peak_mb")
         rows.append(flat)
