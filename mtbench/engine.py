@@ -100,7 +100,8 @@ def run(
     model = net.module if net is not model else model  # SyncBN conversion may replace submodules
     optimizer = build_optimizer(model, recipe["optimizer"])
     weights = resolved_loss_weights(recipe, cfg.tasks, info.loss_weight_profile)
-    combiner = Combiner(cfg.weighting, cfg.weighting_cfg, list(cfg.tasks), model, backbone,
+    shared_rep = getattr(model, "backbone", backbone)  # where ``rep: true`` aggregates: the backbone's output
+    combiner = Combiner(cfg.weighting, cfg.weighting_cfg, list(cfg.tasks), model, shared_rep,
                         {"n_train": len(train_ds), "batch_size": recipe["batch_size"]})
     combiner.strategy.to(device)
     if combiner.strategy.parameters():  # learned task weights train with the model (no weight decay)

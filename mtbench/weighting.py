@@ -334,6 +334,8 @@ class Combiner:
         vec = torch.stack([losses[t] for t in self.tasks]).float()
         if self.kind == "loss":
             return self._loss_backward(vec)
+        if self._partition is None and not self.rep:
+            self._partition = self._split([losses[t] for t in self.tasks])
         return self._rep_backward(vec) if self.rep else self._shared_backward(vec)
 
     def _global(self, vec: torch.Tensor) -> torch.Tensor:
@@ -359,18 +361,16 @@ class Combiner:
         extra = {id(p) for p in self.strategy.parameters()}
         return [p for p in self.model.parameters() if p.requires_grad and id(p) not in extra]
 
-    def _split(self, vec: torch.Tensor) -> tuple[list, list]:
-        """(shared, own): parameters more than one task reaches, and those exactly one does."""
-        if self._partition is None:
-            params = self._params()
-            wanted = {id(p): p for p in params}
-            reach: dict[int, int] = {}
-            for i in range(len(self.tasks)):
-                for pid in _leaf_parameters(vec[i], wanted):
-                    reach[pid] = reach.get(pid, 0) + 1
-            self._partition = ([p for p in params if reach.get(id(p), 0) > 1],
-                               [p for p in params if reach.get(id(p), 0) == 1])
-        return self._partition
+    def _split(self, losses: list[torch.Tensor]) -> tuple[list, list]:
+        """(shared, own): parameters more than one task's loss reaches, and those exactly one does (the graph's
+        structure is the model's, so this is found once, on the first step)."""
+        params = self._params()
+        wanted = {id(p): p for p in params}
+        reach: dict[int, int] = {}
+        for loss in losses:
+            for pid in _leaf_parameters(loss, wanted):
+                reach[pid] = reach.get(pid, 0) + 1
+        return [p for p in params if reach.get(id(p), 0) > 1], [p for p in params if reach.get(id(p), 0) == 1]
 
     def _check(self, direction: torch.Tensor, weights: torch.Tensor | None, vec: torch.Tensor) -> None:
         bad = not bool(torch.isfinite(direction).all()) or (weights is not None and not bool(torch.isfinite(weights).all()))
@@ -382,7 +382,7 @@ class Combiner:
     def _shared_backward(self, vec: torch.Tensor) -> torch.Tensor | None:
         from torchjd.autojac import jac
 
-        shared, own = self._split(vec)
+        shared, own = self._partition
         if own:  # a parameter one task reaches: that task's gradient (the sum reaches it through that task only)
             grads = torch.autograd.grad(vec.sum(), own, retain_graph=True, allow_unused=True)
             for p, g in zip(own, grads):
