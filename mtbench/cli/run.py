@@ -160,7 +160,7 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
     runs = expand_grid(spec)
     strategies = sorted({r.weighting for r in runs} - {"fixed"})
     console.print(f"grid: {len(runs)} runs ({', '.join(sorted({r.method for r in runs}))}"
-                  + (f" x weighting {', '.join(sorted({r.weighting for r in runs}))}" if strategies else "") + ") on "
+                  + (f"; weighting {', '.join(sorted({r.weighting for r in runs}))}" if strategies else "") + ") on "
                   f"{spec.dataset} [{', '.join(tasks)}] with {spec.backbone}, recipe '{recipe['name']}'"
                   + (f" with --set {' '.join(recipe['overrides'])}" if recipe["overrides"] else "")
                   + f", seeds {spec.seeds} → {args.results}", soft_wrap=True, markup=False)
