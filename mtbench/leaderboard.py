@@ -1,5 +1,8 @@
 """Leaderboards from run records alone: mean ± std over seeds and Δm against single-task references.
 
+One row per (method, weighting strategy); every strategy's Δm is against the same references, which do not
+depend on the strategy. A row's label is the method, followed by `· strategy` when that is not `fixed`.
+
 Δm = (1/T) Σ_t (−1)^{l_t} (M_m,t − M_st,t) / M_st,t × 100, with l_t = 1 where lower is better, one
 primary metric per task, and references trained with the same backbone, data and recipe (the
 same ``setting_key``). Δm is computed per seed of the method against the references' mean over
@@ -65,6 +68,11 @@ class Table:
     rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     convention: str = "primary"  # Δm over the primary metrics, or over all metrics ("all": delta_m_primary too)
+
+
+def weighting_of(record: dict) -> str:
+    """The run's weighting strategy ("fixed" for records made before strategies existed)."""
+    return (record.get("config") or {}).get("weighting") or "fixed"
 
 
 def _primary(record: dict, task: str) -> tuple[str, bool]:
@@ -173,10 +181,15 @@ def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dic
     ref_row["delta_m_primary"] = ref_row["delta_m"]
     table.rows.append(ref_row)
 
-    for method in sorted({r["method"] for r in members_all}):
-        runs = [r for r in members if r["method"] == method]
-        planned = len({r["seed"] for r in members_all if r["method"] == method})
-        row: dict[str, Any] = {"method": method, "seeds": _seeds(len(runs), planned)}
+    for method, strategy in sorted({(r["method"], weighting_of(r)) for r in members_all},
+                                   key=lambda k: (k[0], k[1] != "fixed", k[1])):
+        def mine(r: dict) -> bool:
+            return r["method"] == method and weighting_of(r) == strategy
+
+        runs = [r for r in members if mine(r)]
+        planned = len({r["seed"] for r in members_all if mine(r)})
+        label = method if strategy == "fixed" else f"{method} · {strategy}"
+        row: dict[str, Any] = {"method": label, "seeds": _seeds(len(runs), planned)}
         for c in columns:
             row[c.key] = _stats([_value(r, c) for r in runs])[:2]
         complete = len(ref_mean) == len(columns)
@@ -202,6 +215,7 @@ def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dic
         if len(ref_mean) == len(columns) else (float("nan"), float("nan"))
     table.rows.append(triv)
     table.notes += list(dict.fromkeys(f"{r['method']}: {n}" for r in members_all for n in r.get("method_notes", [])))
+    table.notes += list(dict.fromkeys(_weighting_note(r) for r in members_all if weighting_of(r) != "fixed"))
     for r in failed:
         table.notes.append(f"failed run {r['run_id']}: {r.get('error', '?')}")
     return table
@@ -231,6 +245,13 @@ def _primary_delta(runs: list[dict], primary: dict[str, Column], ref_mean: dict[
     refs = {t: ref_mean[c.key] for t, c in primary.items()}
     dirs = {t: hib[c.key] for t, c in primary.items()}
     return _stats([delta_m({t: _value(r, c) for t, c in primary.items()}, refs, dirs) for r in runs])[:2]
+
+
+def _weighting_note(r: dict) -> str:
+    w = r.get("weighting") or {"name": weighting_of(r)}
+    opts = ", ".join(f"{k}={v}" for k, v in (w.get("options") or {}).items())
+    where = f", aggregated at the {w['aggregated_at']}" if w.get("aggregated_at") else ""
+    return f"weighting {w['name']} ({w.get('backend', '?')}{'; ' + opts if opts else ''}{where})"
 
 
 def _fmt(mean: float, std: float = float("nan")) -> str:

@@ -55,6 +55,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default="baseline",
                    help="comma-separated method names (default: baseline). Single-task references needed for Δm "
                         "are added automatically. See --list.")
+    p.add_argument("--weighting", default="fixed",
+                   help="comma-separated weighting strategies: how the task losses are combined (default: fixed, "
+                        "the recipe's loss_weights summed). The grid is methods x strategies x seeds; single-task "
+                        "references are trained once. Options: --set weighting.<name>.<option>=V. See --list.")
     p.add_argument("--dataset", default="synthetic", help="dataset name (default: synthetic). See --list.")
     p.add_argument("--tasks", default=None,
                    help="task preset 'nyud' (semseg,depth,normals,edge) or 'pascal' (semseg,human_parts,sal,normals,"
@@ -114,6 +118,16 @@ def list_registered(console: Console) -> int:
     for label, names in [("methods", METHODS.names()), ("tasks", TASKS.names()), ("datasets", DATASETS.names()),
                          ("backbones", BACKBONES.names()), ("recipes", recipe_names())]:
         console.print(f"[bold]{label}:[/bold] {', '.join(names)}", soft_wrap=True)
+    from mtbench.registry import WEIGHTINGS
+
+    console.print("[bold]weighting strategies[/bold] (--weighting a,b; options: --set weighting.<name>.<option>=V):",
+                  soft_wrap=True)
+    for name in WEIGHTINGS.names():
+        cls = WEIGHTINGS.get(name)
+        opts = ", ".join(f"{k}={v}" for k, v in cls.cfg_keys.items()) or "no options"
+        needs = f"; needs pip extra [{cls.extra}]" if cls.requires else ""
+        console.print(f"  {name} ({cls.kind}-based; {cls.backend}; {opts}{needs}): {cls.paper}", markup=False,
+                      highlight=False, soft_wrap=True)
     return 0
 
 
@@ -141,9 +155,12 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
                                 f"downloaded here; pass a local checkpoint file")
     spec = GridSpec(methods=[m.strip() for m in args.methods.split(",") if m.strip()], dataset=args.dataset,
                     tasks=tasks, backbone=args.backbone or recipe["backbone"], seeds=args.seeds, recipe=recipe,
-                    data_dir=args.data_dir, backbone_weights=args.backbone_weights)
+                    data_dir=args.data_dir, backbone_weights=args.backbone_weights,
+                    weightings=tuple(w.strip() for w in args.weighting.split(",") if w.strip()) or ("fixed",))
     runs = expand_grid(spec)
-    console.print(f"grid: {len(runs)} runs ({', '.join(sorted({r.method for r in runs}))}) on "
+    strategies = sorted({r.weighting for r in runs} - {"fixed"})
+    console.print(f"grid: {len(runs)} runs ({', '.join(sorted({r.method for r in runs}))}"
+                  + (f"; weighting {', '.join(sorted({r.weighting for r in runs}))}" if strategies else "") + ") on "
                   f"{spec.dataset} [{', '.join(tasks)}] with {spec.backbone}, recipe '{recipe['name']}'"
                   + (f" with --set {' '.join(recipe['overrides'])}" if recipe["overrides"] else "")
                   + f", seeds {spec.seeds} → {args.results}", soft_wrap=True, markup=False)
