@@ -1,0 +1,68 @@
+"""Leaderboard tables as LaTeX for papers: booktabs rules, mean ± std, ↑/↓ in the header, the best value of each
+column in bold (compared as printed, so a tie is bold twice; the trivial row never competes)."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mtbench.leaderboard import EXTRA_COLUMNS, MISSING, Table, cell_values, headers
+
+#: direction of the columns after the tasks' (True: higher is better)
+EXTRA_HIGHER = {"delta_m": True, "params_M": False, "gflops": False, "img_s": True, "peak_mb": False}
+
+_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_SYMBOLS = {"↑": r"$\uparrow$", "↓": r"$\downarrow$", "±": r"$\pm$", "Δ": r"$\Delta$", "°": r"$^\circ$",
+            "·": r"$\cdot$", "—": "--", "−": "$-$", "×": r"$\times$"}
+
+
+def escape(text: str) -> str:
+    """Plain text (names, titles, headers) → LaTeX that compiles with no extra package but booktabs."""
+    return "".join(_SPECIAL.get(ch, _SYMBOLS.get(ch, ch)) for ch in str(text))
+
+
+def _cell(mean: float, std: float, digits: int, bold: bool) -> str:
+    if mean is None or not math.isfinite(mean):
+        return "--"
+    text = f"{mean:.{digits}f}"
+    if bold:
+        text = rf"\textbf{{{text}}}"
+    if std is not None and math.isfinite(std):
+        text += rf" $\pm$ {std:.{digits}f}"
+    return text
+
+
+def to_latex(table: Table) -> str:
+    higher = [c.higher_is_better for c in table.columns] + [EXTRA_HIGHER[k] for k, _, _ in EXTRA_COLUMNS]
+    competing = [r for r in table.rows if not r["method"].startswith("trivial")]
+    best: list[float | None] = []
+    for i, hib in enumerate(higher):
+        printed = []
+        for r in competing:
+            mean, _, digits = cell_values(table, r)[i]
+            if mean is not None and math.isfinite(mean):
+                printed.append(round(mean, digits))
+        best.append((max(printed) if hib else min(printed)) if len(printed) > 1 else None)
+    cols = "ll" + "r" * len(higher)
+    lines = [f"% {table.title}", r"% needs \usepackage{booktabs}", r"\begin{table}[t]", r"\centering",
+             rf"\caption{{{escape(table.title)}}}", rf"\label{{tab:{table.slug}}}",
+             rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
+             " & ".join(["Method", "Seeds"] + [escape(h) for h in headers(table)]) + r" \\", r"\midrule"]
+    for row in table.rows:
+        if row["method"].startswith("trivial"):
+            lines.append(r"\midrule")
+        cells = [escape(row["method"]), escape(str(row["seeds"]))]
+        for (mean, std, digits), b in zip(cell_values(table, row), best):
+            is_best = not row["method"].startswith("trivial") and b is not None and mean is not None and math.isfinite(mean) \
+                and round(mean, digits) == b
+            cells.append(_cell(mean, std, digits, is_best))
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def to_latex_document(tables: list[Table], source: Any) -> str:
+    """Every table, one after the other, with a comment saying where the numbers came from."""
+    head = (f"% mtbench leaderboard, generated from run records by `python bench.py leaderboard {source} "
+            f"--format latex`.\n% Mean ± sample std over seeds; '{MISSING}' is printed as '--'.\n")
+    return head + "\n".join(to_latex(t) for t in tables)
