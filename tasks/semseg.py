@@ -12,6 +12,7 @@ from tasks._labels import ce_loss, class_histogram, majority_prediction
 class Semseg(Task):
     name = "semseg"
     primary_metric = "mIoU"
+    prediction_kind = "labels"
     weights = {"nyud": 1.0, "pascal": 1.0}
 
     def out_channels(self, info):
