@@ -32,18 +32,34 @@ def _cell(mean: float, std: float, digits: int, bold: bool) -> str:
     return text
 
 
-def to_latex(table: Table) -> str:
+def competes(row: dict[str, Any]) -> bool:
+    return not row["method"].startswith("trivial")
+
+
+def best_per_column(table: Table) -> list[float | None]:
+    """The best value of each numeric column as printed (rounded to the column's decimals); None where fewer than
+    two rows have a number. The trivial row does not compete."""
     higher = [c.higher_is_better for c in table.columns] + [EXTRA_HIGHER[k] for k, _, _ in EXTRA_COLUMNS]
-    competing = [r for r in table.rows if not r["method"].startswith("trivial")]
     best: list[float | None] = []
     for i, hib in enumerate(higher):
         printed = []
-        for r in competing:
+        for r in filter(competes, table.rows):
             mean, _, digits = cell_values(table, r)[i]
             if mean is not None and math.isfinite(mean):
                 printed.append(round(mean, digits))
         best.append((max(printed) if hib else min(printed)) if len(printed) > 1 else None)
-    cols = "ll" + "r" * len(higher)
+    return best
+
+
+def is_best(row: dict[str, Any], value: tuple[float, float, int], best: float | None) -> bool:
+    mean, _, digits = value
+    return competes(row) and best is not None and mean is not None and math.isfinite(mean) \
+        and round(mean, digits) == best
+
+
+def to_latex(table: Table) -> str:
+    best = best_per_column(table)
+    cols = "ll" + "r" * len(best)
     lines = [f"% {table.title}", r"% needs \usepackage{booktabs}", r"\begin{table}[t]", r"\centering",
              rf"\caption{{{escape(table.title)}}}", rf"\label{{tab:{table.slug}}}",
              rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
@@ -52,10 +68,8 @@ def to_latex(table: Table) -> str:
         if row["method"].startswith("trivial"):
             lines.append(r"\midrule")
         cells = [escape(row["method"]), escape(str(row["seeds"]))]
-        for (mean, std, digits), b in zip(cell_values(table, row), best):
-            is_best = not row["method"].startswith("trivial") and b is not None and mean is not None and math.isfinite(mean) \
-                and round(mean, digits) == b
-            cells.append(_cell(mean, std, digits, is_best))
+        for v, b in zip(cell_values(table, row), best):
+            cells.append(_cell(*v, is_best(row, v, b)))
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines) + "\n"
