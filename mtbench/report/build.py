@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
@@ -221,7 +222,8 @@ class Report:
 
 
 def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name).strip("_") or "x"
+    """A file-name part: 'mtinet · uw' -> 'mtinet_uw'."""
+    return re.sub(r"[^A-Za-z0-9-]+", "_", name).strip("_") or "x"
 
 
 def _read(stem: Path, kind: str, target: bool = False) -> np.ndarray | None:
