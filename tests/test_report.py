@@ -126,17 +126,11 @@ def test_results_with_only_failures_and_nothing(tmp_path):
     assert "No finished run yet" in build_report(tmp_path / "empty", workers=1).read_text()
 
 
-def test_cli_report(tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
+def test_cli_report(tmp_path, capsys):
+    from mtbench.cli import main
 
     write_results(tmp_path, methods=("baseline",), seeds=(0,), ref_seeds=(0,), tasks=("depth",))
-    repo = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, str(repo / "bench.py"), "report", str(tmp_path), "--out",
-                          str(tmp_path / "r")], capture_output=True, text=True, timeout=300, cwd=repo)
-    assert out.returncode == 0, out.stderr
-    assert (tmp_path / "r" / "index.html").is_file() and "report written to" in out.stdout
-    bad = subprocess.run([sys.executable, str(repo / "bench.py"), "report", str(tmp_path / "nope")],
-                         capture_output=True, text=True, timeout=300, cwd=repo)
-    assert bad.returncode == 2 and "does not exist" in bad.stdout and "Traceback" not in bad.stderr
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "index.html").is_file() and "report written to" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "nope")]) == 2  # one line, no traceback
+    assert "does not exist" in capsys.readouterr().out

@@ -145,7 +145,7 @@ class Report:
             if logged:
                 items.append(self.fig("training", f"{sid}_training_{_safe(lab)}", f"training of {lab}",
                                       runs=logged, tasks=list(runs[0]["tasks"]), title=f"{lab}: training"))
-        out = html.figures(items) if items else '<p class="note">No training log in this setting.</p>'
+        out = html.figures(items, wide=True) if items else '<p class="note">No training log in this setting.</p>'
         return out + (html.bullet_list(missing) if missing else "")
 
     def qualitative(self, s: Setting, sid: str) -> str:

@@ -64,7 +64,8 @@ def tradeoff(points: list[dict[str, Any]], xlabel: str, title: str, stem: Path,
             std = float(np.std(ys, ddof=1)) if len(ys) > 1 else 0.0
             c = "#000000" if p.get("ref") else colour(i)
             ax.errorbar([p["x"]], [mean], yerr=[std] if std else None, fmt=MARKERS[i % len(MARKERS)], color=c,
-                        ms=6, capsize=3, label=f"{p['label']} (n={len(ys)})", zorder=3)
+                        ms=6, capsize=3, label=p["label"] if p.get("ref") else f"{p['label']} (n={len(ys)})",
+                        zorder=3)
             if len(ys) > 1:
                 ax.scatter([p["x"]] * len(ys), ys, s=9, color=c, alpha=0.45, zorder=2, linewidths=0)
             xy.append((p["x"], mean))
@@ -76,6 +77,8 @@ def tradeoff(points: list[dict[str, Any]], xlabel: str, title: str, stem: Path,
         ax.axhline(0, color="#999999", lw=0.8, zorder=0)
         if log_x:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.set_xlabel(xlabel + (" (lower is better)" if lower_x_better else " (higher is better)"))
         ax.set_ylabel("Δm % (higher is better)")
         ax.set_title(title)

@@ -18,7 +18,8 @@ th,td{padding:.25em .6em;text-align:right;border-bottom:1px solid #ddd;white-spa
 th{border-bottom:2px solid #444;background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 tr.trivial td{color:#666;border-top:1px solid #444}
 .figs{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
-figure{margin:0}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figure{margin:0;flex:0 1 560px;min-width:300px}figure.wide{flex:1 1 100%}
+figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.8em;color:#555}
 .note{color:#555;font-size:.9em}.warn{color:#a33}
 ul.notes li{font-size:.9em}
@@ -50,15 +51,16 @@ def leaderboard_table(table: Table) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def figure(png: str, caption: str, pdf: str | None = None) -> str:
+def figure(png: str, caption: str, pdf: str | None = None, wide: bool = False) -> str:
     link = f' (<a href="{escape(pdf)}">PDF</a>)' if pdf else ""
-    return (f'<figure><img src="{escape(png)}" alt="{escape(caption)}" loading="eager">'
+    cls = ' class="wide"' if wide else ""
+    return (f'<figure{cls}><img src="{escape(png)}" alt="{escape(caption)}" loading="eager">'
             f"<figcaption>{escape(caption)}{link}</figcaption></figure>")
 
 
-def figures(items: list[tuple[str, str]]) -> str:
-    """(png path relative to the page, caption); each PNG has its PDF beside it."""
-    return '<div class="figs">' + "".join(figure(p, c, p[:-4] + ".pdf") for p, c in items) + "</div>"
+def figures(items: list[tuple[str, str]], wide: bool = False) -> str:
+    """(png path relative to the page, caption); each PNG has its PDF beside it. ``wide``: one per line."""
+    return '<div class="figs">' + "".join(figure(p, c, p[:-4] + ".pdf", wide) for p, c in items) + "</div>"
 
 
 def bullet_list(items: list[str], cls: str = "notes") -> str:
