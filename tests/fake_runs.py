@@ -37,11 +37,11 @@ def _target(task: str, rng: np.random.Generator, h: int, w: int):
 def write_run(root: Path, method: str, tasks: tuple[str, ...], seed: int, *, key: str = "k1", status: str = "done",
               iterations: int = 20, log: bool = True, qual_ids: tuple[str, ...] = ("val_00000", "val_00001"),
               size: tuple[int, int] = (24, 32), history_every: int = 0, weighting: str | None = None,
-              log_weights: bool = False, shift: float = 0.0) -> dict:
+              log_weights: bool = False, shift: float = 0.0, run_id: str | None = None) -> dict:
     """One run's directory; returns its record. ``shift`` moves every primary metric in its better direction."""
     rng = np.random.default_rng(abs(hash((method, tasks, seed, key))) % 2**32)
     ref = method == "single"
-    run_id = f"{method}{'-' + weighting if weighting else ''}_{'+'.join(tasks)}_s{seed}_{key}"
+    run_id = run_id or f"{method}{'-' + weighting if weighting else ''}_{'+'.join(tasks)}_s{seed}_{key}"
     d = Path(root) / "runs" / run_id
     metrics = {}
     for t in tasks:

@@ -134,3 +134,25 @@ def test_cli_report(tmp_path, capsys):
     assert (tmp_path / "r" / "index.html").is_file() and "report written to" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nope")]) == 2  # one line, no traceback
     assert "does not exist" in capsys.readouterr().out
+
+
+def test_grid_end_writes_the_report(tmp_path, monkeypatch, tiny_overrides):
+    """A grid whose runs are all finished (fake records under the grid's own run ids) rebuilds the leaderboard and
+    the report, as every grid does at its end."""
+    from mtbench.cli import main
+    from mtbench.config import load_recipe
+    from mtbench.launch import GridSpec, expand_grid
+
+    monkeypatch.delenv("MTBENCH_NO_REPORT", raising=False)
+    recipe = load_recipe("smoke", tiny_overrides)
+    tasks = ("depth",)  # one task: no references, three figures (the grid's end is tested here, not the page)
+    runs = expand_grid(GridSpec(["baseline"], "synthetic", tasks, recipe["backbone"], [0], recipe))
+    for cfg in runs:
+        write_run(tmp_path, cfg.method, cfg.tasks, cfg.seed, key=cfg.setting_key, run_id=cfg.run_id)
+    args = ["--methods", "baseline", "--tasks", "depth", "--results", str(tmp_path)]
+    args += [a for o in tiny_overrides for a in ("--set", o)]
+    assert main(args) == 0
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "fig/s1_training_baseline.png" in page and "fig/s1_qualitative_depth.png" in page
+    (tmp_path / "report" / "index.html").unlink()
+    assert main(args + ["--no-report"]) == 0 and not (tmp_path / "report" / "index.html").exists()
