@@ -92,7 +92,7 @@ def test_page_holds_every_part(report):
     cell = next(ln for ln in md.splitlines() if ln.startswith("| **baseline**")).split("|")[3].strip()
     assert cell in page
     for fig in ("delta_m_vs_params", "delta_m_vs_gflops", "delta_m_vs_img_s", "semseg_mIoU_per_seed",
-                "depth_rmse_per_seed", "training_baseline", "training_mtinet_uw", "training_single_semseg",
+                "depth_rmse_per_seed", "training_curves",
                 "qualitative_semseg", "qualitative_depth"):
         assert f"fig/s1_{fig}.png" in page, fig
     assert "mtinet · uw" in page  # a weighting strategy labels its runs
@@ -153,6 +153,6 @@ def test_grid_end_writes_the_report(tmp_path, monkeypatch, tiny_overrides):
     args += [a for o in tiny_overrides for a in ("--set", o)]
     assert main(args) == 0
     page = (tmp_path / "report" / "index.html").read_text()
-    assert "fig/s1_training_baseline.png" in page and "fig/s1_qualitative_depth.png" in page
+    assert "fig/s1_training_curves.png" in page and "fig/s1_qualitative_depth.png" in page
     (tmp_path / "report" / "index.html").unlink()
     assert main(args + ["--no-report"]) == 0 and not (tmp_path / "report" / "index.html").exists()

@@ -127,25 +127,22 @@ class Report:
                 f"No correction for multiple comparisons.</p>" + html.simple_table(head, rows))
 
     def training(self, s: Setting, sid: str) -> str:
-        items, missing = [], []
-        groups = dict(s.by_label())
-        for t in s.tasks:  # the references' curves too: one figure per task
-            refs = sorted([r for r in s.refs if tuple(r["tasks"]) == (t,)], key=lambda r: r.get("seed", 0))
-            if refs:
-                groups[f"single {t}"] = refs
-        for lab, runs in groups.items():
-            logged = []
-            for r in runs:
-                rows = read_log(s.run_dir(r) / LOG_NAME)
-                if not rows:
-                    missing.append(f"{lab} seed {r.get('seed')} ({r['run_id']}): no {LOG_NAME} (a run from before "
-                                   f"per-iteration logs, or its log was removed)")
-                    continue
-                logged.append(_curves(r, rows))
-            if logged:
-                items.append(self.fig("training", f"{sid}_training_{_safe(lab)}", f"training of {lab}",
-                                      runs=logged, tasks=list(runs[0]["tasks"]), title=f"{lab}: training"))
-        out = html.figures(items, wide=True) if items else '<p class="note">No training log in this setting.</p>'
+        """Every run's curves in one figure (the references' too: black)."""
+        logged, missing = [], []
+        refs = sorted(s.refs, key=lambda r: (r["tasks"], r.get("seed", 0)))
+        for r in [x for runs in s.by_label().values() for x in runs] + refs:
+            lab = f"single {r['tasks'][0]}" if r in refs else label(r)
+            rows = read_log(s.run_dir(r) / LOG_NAME)
+            if not rows:
+                missing.append(f"{lab} seed {r.get('seed')} ({r['run_id']}): no {LOG_NAME} (a run from before "
+                               f"per-iteration logs, or its log was removed)")
+                continue
+            logged.append({**_curves(r, rows), "label": lab, "ref": r in refs})
+        if not logged:
+            out = '<p class="note">No training log in this setting.</p>'
+        else:
+            out = html.figures([self.fig("training", f"{sid}_training_curves", f"training of {len(logged)} runs",
+                                         runs=logged, tasks=list(s.tasks), title="training: every run")], wide=True)
         return out + (html.bullet_list(missing) if missing else "")
 
     def qualitative(self, s: Setting, sid: str) -> str:

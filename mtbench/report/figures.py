@@ -132,82 +132,109 @@ def _thin(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def training(runs: list[dict[str, Any]], tasks: list[str], title: str, stem: Path) -> list[Path]:
-    """Training curves of one method's runs (one line per seed): total and per-task loss against iteration, the
-    learning rate, per-task weights where logged, and the eval history where ``eval_every`` was set.
-    ``runs``: {seed, it (array), loss, losses {task: array}, lr, weights {task: array}, history [(it, {task:
-    value})], metric {task: name}}."""
-    panels: list[tuple[str, Any]] = [("total loss", lambda r: [("", r["it"], r["loss"])])]
+    """Training curves of every run of a setting in one figure, one line per run (colour: method, line style:
+    seed): total and per-task loss against iteration, the learning rate, per-task weights where logged, and the
+    eval history where ``eval_every`` was set. One figure per setting, not per run: runs are compared on the same
+    axes, and 200 runs draw in seconds. ``runs``: {label, seed, it (array), loss, losses {task: array}, lr,
+    weights {task: array}, history [(it, {task: value})], metric {task: name}}."""
+    labels = list(dict.fromkeys(r["label"] for r in runs))
+    seeds = sorted({r["seed"] for r in runs})
+    dashes = ["-", "--", ":", "-."]
+    panels: list[tuple[str, Any]] = [("total loss", lambda r: [(r["it"], r["loss"])])]
     for t in tasks:
-        panels.append((f"{t} loss", lambda r, t=t: [("", r["it"], r["losses"][t])] if t in r["losses"] else []))
-    panels.append(("learning rate", lambda r: [("", r["it"], r["lr"])] if r.get("lr") is not None else []))
+        panels.append((f"{t} loss", lambda r, t=t: [(r["it"], r["losses"][t])] if t in r["losses"] else []))
+    panels.append(("learning rate", lambda r: [(r["it"], r["lr"])] if r.get("lr") is not None else []))
     if any(r.get("weights") for r in runs):
-        panels.append(("task weights", lambda r: [(t, r["it"], w) for t, w in (r.get("weights") or {}).items()]))
+        for t in tasks:
+            panels.append((f"{t} weight", lambda r, t=t: [(r["it"], r["weights"][t])] if t in (r.get("weights") or {})
+                           else []))
     if any(r.get("history") for r in runs):
         for t in tasks:
             def hist(r, t=t):
                 pts = [(it, m[t]) for it, m in r.get("history") or [] if m.get(t) is not None]
-                return [("", np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))] if pts else []
-            metric = next((r["metric"].get(t) for r in runs if r.get("metric")), "")
+                return [(np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))] if pts else []
+            metric = next((r["metric"].get(t) for r in runs if r.get("metric", {}).get(t)), "")
             panels.append((f"eval {t} {metric}", hist))
     ncols = min(4, len(panels))
     nrows = int(math.ceil(len(panels) / ncols))
+    legend_h = 0.25 * int(math.ceil(len(labels) / 4)) + 0.3
+    fig_h = 2.4 * nrows + 0.4 + legend_h
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 2.4 * nrows + 0.4), squeeze=False)
-        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.5 / (2.4 * nrows + 0.4) + 0.06,
-                            top=1 - 0.45 / (2.4 * nrows + 0.4), wspace=0.35, hspace=0.7)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, fig_h), squeeze=False)
+        fig.subplots_adjust(left=0.07, right=0.98, bottom=(0.45 + legend_h) / fig_h, top=1 - 0.45 / fig_h,
+                            wspace=0.35, hspace=0.7)
         for ax, (name, get) in zip(axes.flat, panels):
-            drew = False
-            for i, r in enumerate(runs):
-                for j, (sub, x, y) in enumerate(get(r)):
+            drew, positive = False, True
+            for r in runs:
+                i = labels.index(r["label"])
+                for x, y in get(r):
                     if len(x) == 0:
                         continue
                     xs, ys = _thin(np.asarray(x, float), np.asarray(y, float))
-                    lab = f"{sub} s{r['seed']}" if sub else f"seed {r['seed']}"
-                    ax.plot(xs, ys, marker="o" if name.startswith("eval") else None, color=colour(i if not sub else j),
-                            lw=1, ms=3, ls=["-", "--", ":", "-."][i % 4] if sub else "-", label=lab)
+                    ax.plot(xs, ys, marker="o" if name.startswith("eval") else None, ms=3, lw=1,
+                            color="#000000" if r.get("ref") else colour(i), ls=dashes[seeds.index(r["seed"]) % 4])
                     drew = True
+                    positive = positive and bool(np.all(ys[np.isfinite(ys)] > 0))
             ax.set_title(name)
             ax.set_xlabel("iteration")
-            if name.endswith("loss") and drew and all(np.all(np.asarray(y) > 0) for r in runs
-                                                      for _, _, y in get(r) if len(y)):
+            if name.endswith("loss") and drew and positive:
                 ax.set_yscale("log")
                 ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
                 ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
             if not drew:
                 ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
-            elif name in ("total loss", "task weights"):
-                ax.legend(frameon=False, fontsize=7)
         for ax in list(axes.flat)[len(panels):]:
             ax.axis("off")
+        from matplotlib.lines import Line2D
+
+        handles = [Line2D([], [], color="#000000" if any(r.get("ref") and r["label"] == lab for r in runs)
+                          else colour(i), lw=1.5, label=lab) for i, lab in enumerate(labels)]
+        handles += [Line2D([], [], color="#555555", ls=dashes[k % 4], lw=1, label=f"seed {s}")
+                    for k, s in enumerate(seeds)]
+        fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), frameon=False)
         fig.suptitle(title, fontsize=9)
         return save(fig, stem)
 
 
+def mosaic(rows: list[list[np.ndarray | None]], gap: int = 4) -> np.ndarray:
+    """Cells of one size (H, W, 3) on a white canvas with ``gap`` pixels between them; a missing cell is a light
+    grey block. One image for the whole grid: one imshow instead of hundreds of axes."""
+    h, w = next(c.shape[:2] for r in rows for c in r if c is not None)
+    ncols = max(len(r) for r in rows)
+    canvas = np.full((len(rows) * (h + gap) - gap, ncols * (w + gap) - gap, 3), 255, np.uint8)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(r):
+            y, x = i * (h + gap), j * (w + gap)
+            if c is None or c.shape[:2] != (h, w):
+                canvas[y:y + h, x:x + w] = 225
+            else:
+                canvas[y:y + h, x:x + w] = c[..., :3]
+    return canvas
+
+
 def qualitative(rows: list[dict[str, Any]], columns: list[str], title: str, stem: Path) -> list[Path]:
     """K images × (input, ground truth, each method): ``rows``: {label, cells: [RGB array or None per column]}."""
+    cells = [r["cells"] for r in rows]
+    if not any(c is not None for r in cells for c in r):
+        cells = [[np.full((8, 8, 3), 225, np.uint8)] * len(columns) for _ in rows]
+    img = mosaic(cells)
+    h, w = next(c.shape[:2] for r in cells for c in r if c is not None)
     ncols, nrows = len(columns), len(rows)
-    h, w = next((c.shape[:2] for r in rows for c in r["cells"] if c is not None), (1, 1))
-    cell_w = 1.7
+    cell_w = 1.5
     cell_h = cell_w * h / w
+    left, top = 0.9, 0.55
+    fig_w, fig_h = cell_w * ncols + left + 0.1, cell_h * nrows + top + 0.1
     with plt.rc_context(STYLE):
-        fig_h = cell_h * nrows + 0.55
-        fig, axes = plt.subplots(nrows, ncols, figsize=(cell_w * ncols + 0.3, fig_h), squeeze=False)
-        fig.subplots_adjust(left=0.3 / (cell_w * ncols + 0.3), right=0.995, bottom=0.01, top=1 - 0.5 / fig_h,
-                            wspace=0.04, hspace=0.06)
+        fig = plt.figure(figsize=(fig_w, fig_h))
+        ax = fig.add_axes((left / fig_w, 0.1 / fig_h, cell_w * ncols / fig_w, cell_h * nrows / fig_h))
+        ax.imshow(img, interpolation="nearest", aspect="auto")
+        ax.axis("off")
+        for j, name in enumerate(columns):
+            fig.text((left + cell_w * (j + 0.5)) / fig_w, 1 - (top - 0.08) / fig_h, name, ha="center",
+                     va="bottom", fontsize=7, rotation=0 if len(name) < 16 else 15)
         for i, r in enumerate(rows):
-            for j, img in enumerate(r["cells"]):
-                ax = axes[i, j]
-                ax.set_xticks([])
-                ax.set_yticks([])
-                for s in ax.spines.values():
-                    s.set_visible(False)
-                if img is None:
-                    ax.text(0.5, 0.5, "missing", ha="center", va="center", fontsize=7, transform=ax.transAxes)
-                else:
-                    ax.imshow(img, interpolation="nearest")
-                if i == 0:
-                    ax.set_title(columns[j], fontsize=7)
-                if j == 0:
-                    ax.set_ylabel(r["label"], fontsize=6)
-        fig.suptitle(title, fontsize=9)
+            fig.text((left - 0.08) / fig_w, 1 - (top + cell_h * (i + 0.5)) / fig_h, r["label"], ha="right",
+                     va="center", fontsize=6)
+        missing = sum(c is None for r in rows for c in r["cells"])
+        fig.suptitle(title + (f" ({missing} missing: light grey)" if missing else ""), fontsize=9)
         return save(fig, stem)
