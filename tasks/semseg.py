@@ -1,8 +1,6 @@
 """Semantic segmentation: CE with ignore 255, scored by dataset-pooled mIoU."""
 from __future__ import annotations
 
-import torch
-
 from mtbench.metrics.segmentation import SegmentationEvaluator
 from mtbench.registry import register_task
 from mtbench.task import Task
