@@ -9,6 +9,7 @@ Prints the build time and the figure count; the target is < 30 s for 200 records
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -39,9 +40,16 @@ def main() -> None:
     print(f"{n} records written to {root} in {time.perf_counter() - t0:.1f} s")
     from mtbench.report.build import build_report
 
-    t0 = time.perf_counter()
+    import resource
+
+    def cpu() -> float:  # this process and its (finished) figure workers
+        own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    t0, c0 = time.perf_counter(), cpu()
     build_report(root, workers=args.workers)
-    print(f"report of {n} records: {time.perf_counter() - t0:.1f} s (workers: {args.workers or 'default'})")
+    print(f"report of {n} records: {time.perf_counter() - t0:.1f} s wall, {cpu() - c0:.1f} s CPU (workers: "
+          f"{args.workers or 'default'}; load average now {os.getloadavg()[0]:.1f})")
     if not args.keep:
         import shutil
 

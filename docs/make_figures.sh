@@ -16,7 +16,7 @@ $PY bench.py leaderboard "$RESULTS" --format latex > /dev/null
 cp "$RESULTS/leaderboards/leaderboard.tex" docs/leaderboard_smoke.tex
 $PY bench.py report "$RESULTS"
 mkdir -p docs/report
-cp "$RESULTS"/report/fig/s1_delta_m_vs_params.png docs/report/delta_m_vs_params.png
+cp "$RESULTS"/report/fig/s1_delta_m_vs_cost.png docs/report/delta_m_vs_cost.png
 cp "$RESULTS"/report/fig/s1_qualitative_semseg.png docs/report/qualitative_semseg.png
 
 # 3. a screenshot of the page in headless chromium (apt-get install chromium chromium-driver)

@@ -91,8 +91,8 @@ def test_page_holds_every_part(report):
     md = to_markdown(table)
     cell = next(ln for ln in md.splitlines() if ln.startswith("| **baseline**")).split("|")[3].strip()
     assert cell in page
-    for fig in ("delta_m_vs_params", "delta_m_vs_gflops", "delta_m_vs_img_s", "semseg_mIoU_per_seed",
-                "depth_rmse_per_seed", "training_curves",
+    for fig in ("delta_m_vs_cost", "primary_metrics_per_seed",
+                "training_curves",
                 "qualitative_semseg", "qualitative_depth"):
         assert f"fig/s1_{fig}.png" in page, fig
     assert "mtinet · uw" in page  # a weighting strategy labels its runs

@@ -58,32 +58,34 @@ class Report:
                 ("gflops", "GFLOPs per image", True, lambda r: (r.get("flops") or {}).get("gflops"),
                  sum(ref_flops) if all(f is not None for f in ref_flops) else None),
                 ("img_s", "train images/s", False, _images_per_s, None)]
-        items = []
         if s.ref_mean() is None:
             return '<p class="note">Δm needs a single-task reference for every task; see the notes above.</p>'
+        panels = []
         for key, xlabel, lower, get, ref_x in axes:
             points = [{"label": lab, "x": _mean([get(r) for r in runs]), "y": [s.delta_m(r) for r in runs]}
                       for lab, runs in groups.items()]
             if not any(p["x"] is not None for p in points):
                 continue
-            if ref_x:
-                points.insert(0, {"label": REF_LABEL, "x": ref_x, "y": [0.0], "ref": True})
-            items.append(self.fig("tradeoff", f"{sid}_delta_m_vs_{key}", f"Δm against {xlabel}",
-                                  points=points, xlabel=xlabel, title=f"Δm vs {xlabel}", lower_x_better=lower,
-                                  log_x=key != "img_s"))
-        return html.figures(items) if items else '<p class="note">No finished multi-task run.</p>'
+            # the references (Δm 0 by definition) where their cost adds up; kept first so colours match across panels
+            points.insert(0, {"label": REF_LABEL, "x": ref_x, "y": [0.0], "ref": True})
+            panels.append({"points": points, "xlabel": xlabel, "lower_x_better": lower, "log_x": key != "img_s"})
+        if not panels:
+            return '<p class="note">No finished multi-task run.</p>'
+        costs = ", ".join(p["xlabel"] for p in panels)
+        return html.figures([self.fig("tradeoff", f"{sid}_delta_m_vs_cost", f"Δm against {costs}", panels=panels,
+                                      title="Δm against cost (Pareto front dashed)")], wide=True)
 
     def per_task(self, s: Setting, sid: str) -> str:
         groups = s.by_label()
         labels = s.labels()
-        items = []
+        panels = []
         for c in s.columns:
-            methods = [(lab, [s.value(r, c.task) for r in groups.get(lab, [])]) for lab in labels]
-            ylabel = f"{c.name} ({'higher' if c.higher_is_better else 'lower'} is better)"
-            items.append(self.fig("task_seeds", f"{sid}_{c.task}_{c.metric}_per_seed".replace("/", "-"),
-                                  f"{c.task}: {c.metric} of every seed", methods=methods,
-                                  ref=s.ref_values(c.task), ylabel=ylabel, title=f"{c.task} {c.metric}"))
-        return html.figures(items)
+            panels.append({"methods": [(lab, [s.value(r, c.task) for r in groups.get(lab, [])]) for lab in labels],
+                           "ref": s.ref_values(c.task), "title": f"{c.task} {c.metric}",
+                           "ylabel": f"{c.name} ({'higher' if c.higher_is_better else 'lower'} is better)"})
+        names = ", ".join(f"{c.task} {c.metric}" for c in s.columns)
+        return html.figures([self.fig("task_seeds", f"{sid}_primary_metrics_per_seed", f"{names}: every seed",
+                                      panels=panels)], wide=len(panels) > 2)
 
     def significance(self, s: Setting) -> str:
         groups = s.by_label()

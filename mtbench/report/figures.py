@@ -48,77 +48,98 @@ def pareto(points: list[tuple[float, float]], lower_x_better: bool = True) -> li
     return front
 
 
-def tradeoff(points: list[dict[str, Any]], xlabel: str, title: str, stem: Path,
-             lower_x_better: bool = True, log_x: bool = True) -> list[Path]:
-    """Δm against a cost: one point per method (mean over seeds), its seeds as an error bar (± std) and as dots,
-    the Pareto front as a dashed step line. ``points``: {label, x, y (list of per-seed Δm), ref (bool)}."""
+def _tradeoff_panel(ax, points: list[dict[str, Any]], xlabel: str, lower_x_better: bool, log_x: bool) -> None:
+    xy = []
+    for i, p in enumerate(points):
+        ys = [y for y in p["y"] if y is not None and math.isfinite(y)]
+        if not ys or p["x"] is None or not math.isfinite(p["x"]) or (log_x and p["x"] <= 0):
+            continue
+        mean = float(np.mean(ys))
+        std = float(np.std(ys, ddof=1)) if len(ys) > 1 else 0.0
+        c = "#000000" if p.get("ref") else colour(i)
+        ax.errorbar([p["x"]], [mean], yerr=[std] if std else None, fmt=MARKERS[i % len(MARKERS)], color=c,
+                    ms=6, capsize=3, label=p["label"] if p.get("ref") else f"{p['label']} (n={len(ys)})", zorder=3)
+        if len(ys) > 1:
+            ax.scatter([p["x"]] * len(ys), ys, s=9, color=c, alpha=0.45, zorder=2, linewidths=0)
+        xy.append((p["x"], mean))
+    if xy:
+        front = [xy[i] for i in pareto(xy, lower_x_better)]
+        if len(front) > 1:
+            fx, fy = zip(*front)
+            ax.plot(fx, fy, "--", color="#555555", lw=1, drawstyle="steps-post", label="Pareto front", zorder=1)
+    ax.axhline(0, color="#999999", lw=0.8, zorder=0)
+    if log_x:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.set_xlabel(xlabel + (" (lower is better)" if lower_x_better else " (higher is better)"))
+    if not xy:
+        ax.text(0.5, 0.5, "no run with both numbers", ha="center", va="center", transform=ax.transAxes)
+
+
+def tradeoff(panels: list[dict[str, Any]], title: str, stem: Path) -> list[Path]:
+    """Δm against costs, one panel per cost (parameters, GFLOPs, train img/s), Δm shared: one point per method
+    (mean over seeds), its seeds as an error bar (± std) and as dots, the Pareto front as a dashed step line.
+    ``panels``: {points [{label, x, y (per-seed Δm), ref}], xlabel, lower_x_better, log_x}."""
+    n = len(panels)
+    fig_w = 3.3 * n + 2.0
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(6.4, 3.6))
-        fig.subplots_adjust(left=0.1, right=0.66, bottom=0.14, top=0.92)
-        xy = []
-        for i, p in enumerate(points):
-            ys = [y for y in p["y"] if y is not None and math.isfinite(y)]
-            if not ys or p["x"] is None or not math.isfinite(p["x"]) or (log_x and p["x"] <= 0):
-                continue
-            mean = float(np.mean(ys))
-            std = float(np.std(ys, ddof=1)) if len(ys) > 1 else 0.0
-            c = "#000000" if p.get("ref") else colour(i)
-            ax.errorbar([p["x"]], [mean], yerr=[std] if std else None, fmt=MARKERS[i % len(MARKERS)], color=c,
-                        ms=6, capsize=3, label=p["label"] if p.get("ref") else f"{p['label']} (n={len(ys)})",
-                        zorder=3)
-            if len(ys) > 1:
-                ax.scatter([p["x"]] * len(ys), ys, s=9, color=c, alpha=0.45, zorder=2, linewidths=0)
-            xy.append((p["x"], mean))
-        if xy:
-            front = [xy[i] for i in pareto(xy, lower_x_better)]
-            if len(front) > 1:
-                fx, fy = zip(*front)
-                ax.plot(fx, fy, "--", color="#555555", lw=1, drawstyle="steps-post", label="Pareto front", zorder=1)
-        ax.axhline(0, color="#999999", lw=0.8, zorder=0)
-        if log_x:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-            ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        ax.set_xlabel(xlabel + (" (lower is better)" if lower_x_better else " (higher is better)"))
-        ax.set_ylabel("Δm % (higher is better)")
-        ax.set_title(title)
-        if not xy:
-            ax.text(0.5, 0.5, "no run with both numbers", ha="center", va="center", transform=ax.transAxes)
-        else:
-            ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        fig, axes = plt.subplots(1, n, figsize=(fig_w, 3.4), squeeze=False, sharey=True)
+        fig.subplots_adjust(left=0.6 / fig_w, right=1 - 2.0 / fig_w, bottom=0.16, top=0.88, wspace=0.12)
+        for ax, p in zip(axes[0], panels):
+            _tradeoff_panel(ax, p["points"], p["xlabel"], p["lower_x_better"], p["log_x"])
+        axes[0, 0].set_ylabel("Δm % (higher is better)")
+        handles, labels = {}, []
+        for ax in axes[0]:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                if lab not in handles:
+                    handles[lab] = h
+                    labels.append(lab)
+        if handles:
+            fig.legend([handles[lab] for lab in labels], labels, loc="center right", frameon=False)
+        fig.suptitle(title, fontsize=9)
         return save(fig, stem)
 
 
-def task_seeds(methods: list[tuple[str, list[float]]], ref: list[float], ylabel: str, title: str,
-               stem: Path) -> list[Path]:
-    """One task's primary metric: every seed a dot, mean ± std as a bar, the single-task reference's mean as a
-    line (its seeds as a band)."""
+def task_seeds(panels: list[dict[str, Any]], stem: Path) -> list[Path]:
+    """Each task's primary metric, one panel per task: every seed a dot, mean ± std as a bar, the single-task
+    reference's mean as a dashed line (its seeds' range as a band). ``panels``: {methods [(label, values)], ref
+    (values), ylabel, title}."""
+    n = len(panels)
+    ncols = min(4, n)
+    nrows = int(math.ceil(n / ncols))
+    n_methods = max(len(p["methods"]) for p in panels)
+    pw = max(3.0, 0.55 * n_methods + 1.4)
+    fig_h = 3.1 * nrows
     with plt.rc_context(STYLE):
-        width = max(3.4, 0.8 * len(methods) + 1.6)
-        fig, ax = plt.subplots(figsize=(width, 3.4))
-        fig.subplots_adjust(left=0.9 / width, right=0.97, bottom=0.22, top=0.9)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(pw * ncols, fig_h), squeeze=False)
+        fig.subplots_adjust(left=0.75 / (pw * ncols), right=0.99, bottom=1.0 / fig_h, top=1 - 0.3 / fig_h,
+                            wspace=0.45, hspace=0.9)
         rng = np.random.default_rng(0)  # fixed jitter: the same figure every time
-        for i, (name, vals) in enumerate(methods):
-            v = [x for x in vals if x is not None and math.isfinite(x)]
-            if not v:
-                ax.text(i, 0.5, "no result", ha="center", va="center", rotation=90, fontsize=7,
-                        transform=ax.get_xaxis_transform())
-                continue
-            jitter = rng.uniform(-0.12, 0.12, len(v))
-            ax.scatter(i + jitter, v, s=14, color=colour(i), alpha=0.7, zorder=3, linewidths=0)
-            ax.errorbar([i + 0.25], [np.mean(v)], yerr=[np.std(v, ddof=1)] if len(v) > 1 else None, fmt="_",
-                        color="#000000", ms=10, capsize=3, zorder=4)
-        r = [x for x in ref if x is not None and math.isfinite(x)]
-        if r:
-            ax.axhline(float(np.mean(r)), color="#000000", ls="--", lw=1,
-                       label=f"single-task ref (n={len(r)})")
-            if len(r) > 1:
-                ax.axhspan(min(r), max(r), color="#000000", alpha=0.07, lw=0)
-            ax.legend(frameon=False, loc="best")
-        ax.set_xticks(range(len(methods)), [m for m, _ in methods], rotation=30, ha="right")
-        ax.set_xlim(-0.6, len(methods) - 0.4)
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
+        for ax, p in zip(axes.flat, panels):
+            methods = p["methods"]
+            for i, (name, vals) in enumerate(methods):
+                v = [x for x in vals if x is not None and math.isfinite(x)]
+                if not v:
+                    ax.text(i, 0.5, "no result", ha="center", va="center", rotation=90, fontsize=7,
+                            transform=ax.get_xaxis_transform())
+                    continue
+                jitter = rng.uniform(-0.12, 0.12, len(v))
+                ax.scatter(i + jitter, v, s=14, color=colour(i), alpha=0.7, zorder=3, linewidths=0)
+                ax.errorbar([i + 0.25], [np.mean(v)], yerr=[np.std(v, ddof=1)] if len(v) > 1 else None, fmt="_",
+                            color="#000000", ms=10, capsize=3, zorder=4)
+            r = [x for x in p["ref"] if x is not None and math.isfinite(x)]
+            if r:
+                ax.axhline(float(np.mean(r)), color="#000000", ls="--", lw=1, label=f"single-task ref (n={len(r)})")
+                if len(r) > 1:
+                    ax.axhspan(min(r), max(r), color="#000000", alpha=0.07, lw=0)
+                ax.legend(frameon=False, loc="best", fontsize=7)
+            ax.set_xticks(range(len(methods)), [m for m, _ in methods], rotation=35, ha="right")
+            ax.set_xlim(-0.6, len(methods) - 0.4)
+            ax.set_ylabel(p["ylabel"])
+            ax.set_title(p["title"])
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
         return save(fig, stem)
 
 
