@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mtbench import checkpoint, threads
+from mtbench import checkpoint, qualitative, threads
 from mtbench.config import RunConfig
 from mtbench.data.loader import eval_loader, train_loader
 from mtbench.distributed import all_reduce_sum, barrier, context, device_names, per_device_batch, prepare_model
@@ -175,7 +175,8 @@ def run(
         train_time = time.perf_counter() - t0
         t1 = time.perf_counter()
         metrics = _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress,
-                            pred_dir=run_dir / "predictions")
+                            pred_dir=run_dir / "predictions",
+                            qualitative=(run_dir / qualitative.DIR_NAME, qualitative.fixed_ids(val_ds)))
         eval_time = time.perf_counter() - t1
         log.evaluation(total, metrics, primary)
         shard = {"rank": ctx.rank, "world_size": ctx.world_size}
@@ -232,7 +233,7 @@ def _losses_again(net, images, targets, tasks, weights, aux_losses, device, use_
     return task_losses(out, targets, tasks, weights, aux_losses)
 
 
-def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress, pred_dir=None):
+def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress, pred_dir=None, qualitative=None):
     model.eval()
     ctx = context()
     loader = eval_loader(val_ds, per_device_batch(recipe["batch_size"], ctx.world_size), recipe["num_workers"], pin,
@@ -245,6 +246,7 @@ def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress
 
     with torch.inference_mode():
         result = evaluate(predict, loader, tasks, info, recipe["eval"], device, pred_dir=pred_dir,
+                          qualitative=qualitative,
                           on_batch=lambda: progress.advance(bar), eval_ids=subset_ids(val_ds, tasks))
     progress.remove_task(bar)
     return result

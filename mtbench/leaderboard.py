@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from mtbench.records import atomic_write_text, describe_skipped, scan_records, setting_line
+from mtbench.units import decimals, primary, unit
 
 MISSING = "—"
 
@@ -55,9 +56,33 @@ class Column:
         self.key = self.key or self.task
 
     @property
+    def unit(self) -> str:
+        return unit(self.task, self.metric)
+
+    @property
+    def decimals(self) -> int:
+        return decimals(self.task, self.metric)
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+    @property
+    def name(self) -> str:
+        """'semseg mIoU %', 'depth rmse m', 'edge_loss': the metric and its unit, no direction."""
+        base = f"{self.task}_loss" if self.metric == "loss" else f"{self.task} {self.metric}"
+        return f"{base} {self.unit}" if self.unit else base
+
+    @property
     def label(self) -> str:
-        name = f"{self.task}_loss" if self.metric == "loss" else f"{self.task} {self.metric}"
-        return f"{name} {'↑' if self.higher_is_better else '↓'}"
+        return f"{self.name} {self.arrow}"
+
+
+#: the columns after the tasks': (row key, header, decimals, higher is better); Δm's direction is in its header
+EXTRA_COLUMNS = [("delta_m", "Δm % ↑", 2, True), ("params_M", "Params (M)", 2, False),
+                 ("gflops", "GFLOPs", 2, False), ("img_s", "train img/s", 1, True), ("peak_mb", "peak MB", 0, False)]
+#: an "all metrics" table shows both conventions: Δm over every metric, then over the primary ones
+ALL_DELTAS = [("delta_m", "Δm all % ↑", 2, True), ("delta_m_primary", "Δm primary % ↑", 2, True)]
 
 
 @dataclass
@@ -141,7 +166,8 @@ def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dic
     columns = []
     for t in tasks:
         source = next((r for r in members + ref_by_task[t]), None)
-        metric, hib = _primary(source, t) if source else ("?", True)
+        # no finished run: the task's own primary metric (a table of failed runs names its metrics right)
+        metric, hib = _primary(source, t) if source else (primary(t) or ("?", True))
         columns.append(Column(t, metric, hib))
     primary_columns, convention = columns, _convention(members + refs)
     if convention == "all":
@@ -254,25 +280,36 @@ def _weighting_note(r: dict) -> str:
     return f"weighting {w['name']} ({w.get('backend', '?')}{'; ' + opts if opts else ''}{where})"
 
 
-def _fmt(mean: float, std: float = float("nan")) -> str:
+def _fmt(mean: float, std: float = float("nan"), digits: int = 2) -> str:
     if mean is None or not math.isfinite(mean):
         return MISSING
-    digits = 4 if abs(mean) < 10 else 2
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if math.isfinite(std) else "")
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None and math.isfinite(std) else "")
+
+
+def extra_columns(table: Table) -> list[tuple[str, str, int, bool]]:
+    """The columns after the tasks': one Δm, or both conventions' for an "all metrics" table."""
+    return (ALL_DELTAS + EXTRA_COLUMNS[1:]) if table.convention == "all" else EXTRA_COLUMNS
+
+
+def cell_values(table: Table, row: dict[str, Any]) -> list[tuple[float, float, int]]:
+    """(mean, std, decimals) of every numeric column of ``row``, in header order (tasks, then the extra columns)."""
+    out = [(*row[c.key], c.decimals) for c in table.columns]
+    for key, _, digits, _ in extra_columns(table):
+        v = row.get(key, float("nan"))
+        out.append((*v, digits) if isinstance(v, tuple) else (v, float("nan"), digits))
+    return out
+
+
+def headers(table: Table) -> list[str]:
+    return [c.label for c in table.columns] + [h for _, h, _, _ in extra_columns(table)]
 
 
 def to_markdown(table: Table) -> str:
-    both = table.convention == "all"
-    deltas = ["Δm all % ↑", "Δm primary % ↑"] if both else ["Δm % ↑"]
-    head = ["Method", "Seeds"] + [c.label for c in table.columns] + deltas + ["Params (M)", "GFLOPs",
-                                                                               "train img/s", "peak MB"]
+    head = ["Method", "Seeds"] + headers(table)
     lines = [f"### {table.title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table.rows:
         cells = [f"**{row['method']}**", str(row["seeds"])]
-        cells += [_fmt(*row[c.key]) for c in table.columns]
-        cells += [_fmt(*row["delta_m"])] + ([_fmt(*row["delta_m_primary"])] if both else [])
-        cells += [_fmt(row["params_M"]), _fmt(row["gflops"]),
-                  _fmt(row.get("img_s", float("nan"))), _fmt(row.get("peak_mb", float("nan")))]
+        cells += [_fmt(*v) for v in cell_values(table, row)]
         lines.append("| " + " | ".join(cells) + " |")
     if table.notes:
         lines += [""] + [f"- {n}" for n in table.notes]
@@ -304,7 +341,7 @@ HEADER = ("# mtbench leaderboard\n\nGenerated from run records by `python bench.
 
 def write_leaderboard(results_dir: Path, out_dir: Path | None = None,
                       skipped: list[str] | None = None) -> tuple[list[Table], Path]:
-    """Rebuild every table from the records under ``results_dir``; write markdown + CSV atomically. Unreadable
+    """Rebuild every table from the records under ``results_dir``; write markdown, CSV and LaTeX atomically. Unreadable
     records are skipped and listed at the end (and appended to ``skipped``, for the caller to show)."""
     results_dir = Path(results_dir)
     records, bad = scan_records(results_dir)
@@ -320,6 +357,9 @@ def write_leaderboard(results_dir: Path, out_dir: Path | None = None,
             skipped.extend(notes)
     for t in tables:
         atomic_write_text(out_dir / f"{t.slug}.csv", to_frame(t).to_csv(index=False))
+    from mtbench.latex import to_latex_document
+
+    atomic_write_text(out_dir / "leaderboard.tex", to_latex_document(tables, results_dir))
     path = out_dir / "leaderboard.md"
     atomic_write_text(path, md)
     return tables, path

@@ -22,6 +22,9 @@ class Task:
     weights: dict[str, float] = {}
     #: True where the engine should save predictions as PNG for later re-scoring.
     saves_predictions: bool = False
+    #: how a prediction is written and drawn (``mtbench.prediction_io``): labels, depth, normals or probability;
+    #: '' = never written (the qualitative grid and ``bench.py predict`` leave the task out).
+    prediction_kind: str = ""
 
     def out_channels(self, info: DatasetInfo) -> int:
         raise NotImplementedError

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -107,6 +108,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-retries", type=int, default=None,
                    help="times a failed run is retried by re-running the same command (default: 2, or "
                         "$MTBENCH_MAX_RETRIES, or the cluster YAML)")
+    p.add_argument("--no-report", action="store_true",
+                   help="skip the HTML report at the end of the grid (<results>/report/index.html; `python bench.py "
+                        "report RESULTS` writes it at any time). Also: MTBENCH_NO_REPORT=1")
     p.add_argument("--list", action="store_true", help="list registered methods, tasks, datasets, backbones, recipes")
     return p
 
@@ -195,6 +199,8 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
     for note in skipped:
         console.print(note, style="yellow", markup=False, soft_wrap=True)
     console.print(f"leaderboard written to {path}", markup=False, soft_wrap=True)
+    if not args.no_report and os.environ.get("MTBENCH_NO_REPORT") != "1":
+        write_report(Path(args.results), console)
     if failed:
         console.print(f"{len(failed)} run(s) failed: {', '.join(failed)}", style="red", markup=False, soft_wrap=True)
         return 1
@@ -206,3 +212,15 @@ def needs_training(runs, results_dir: Path, force: bool) -> bool:
     from mtbench.records import finished, runs_dir
 
     return force or not all(finished(runs_dir(results_dir) / r.run_id) for r in runs)
+
+
+def write_report(results: Path, console: Console) -> None:
+    """The page of the whole results directory, like the leaderboard at the end of every grid. The runs' records
+    are what counts: a report that cannot be drawn is said, with the command that draws it again."""
+    from mtbench.report.build import build_report
+
+    try:
+        build_report(results, console=console)
+    except Exception as e:  # noqa: BLE001 - any failure here must not hide the grid's own outcome
+        console.print(f"error: the report could not be written ({type(e).__name__}: {e}); rebuild it with: "
+                      f"python bench.py report {results}", style="red", markup=False, soft_wrap=True)
