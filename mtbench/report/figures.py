@@ -160,6 +160,12 @@ def training(runs: list[dict[str, Any]], tasks: list[str], title: str, stem: Pat
     weights {task: array}, history [(it, {task: value})], metric {task: name}}."""
     labels = list(dict.fromkeys(r["label"] for r in runs))
     seeds = sorted({r["seed"] for r in runs})
+    refs = list(dict.fromkeys(r["label"] for r in runs if r.get("ref")))
+    greys = ["#000000", "#666666", "#999999", "#333333", "#BBBBBB"]  # the references: one grey each
+
+    def line_colour(label: str) -> str:
+        return greys[refs.index(label) % len(greys)] if label in refs else colour(labels.index(label))
+
     dashes = ["-", "--", ":", "-."]
     panels: list[tuple[str, Any]] = [("total loss", lambda r: [(r["it"], r["loss"])])]
     for t in tasks:
@@ -187,13 +193,12 @@ def training(runs: list[dict[str, Any]], tasks: list[str], title: str, stem: Pat
         for ax, (name, get) in zip(axes.flat, panels):
             drew, positive = False, True
             for r in runs:
-                i = labels.index(r["label"])
                 for x, y in get(r):
                     if len(x) == 0:
                         continue
                     xs, ys = _thin(np.asarray(x, float), np.asarray(y, float))
                     ax.plot(xs, ys, marker="o" if name.startswith("eval") else None, ms=3, lw=1,
-                            color="#000000" if r.get("ref") else colour(i), ls=dashes[seeds.index(r["seed"]) % 4])
+                            color=line_colour(r["label"]), ls=dashes[seeds.index(r["seed"]) % 4])
                     drew = True
                     positive = positive and bool(np.all(ys[np.isfinite(ys)] > 0))
             ax.set_title(name)
@@ -208,8 +213,7 @@ def training(runs: list[dict[str, Any]], tasks: list[str], title: str, stem: Pat
             ax.axis("off")
         from matplotlib.lines import Line2D
 
-        handles = [Line2D([], [], color="#000000" if any(r.get("ref") and r["label"] == lab for r in runs)
-                          else colour(i), lw=1.5, label=lab) for i, lab in enumerate(labels)]
+        handles = [Line2D([], [], color=line_colour(lab), lw=1.5, label=lab) for lab in labels]
         handles += [Line2D([], [], color="#555555", ls=dashes[k % 4], lw=1, label=f"seed {s}")
                     for k, s in enumerate(seeds)]
         fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), frameon=False)
