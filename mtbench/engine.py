@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mtbench import checkpoint, threads
+from mtbench import checkpoint, perf, threads
 from mtbench.config import RunConfig
 from mtbench.data.loader import eval_loader, train_loader
 from mtbench.distributed import all_reduce_sum, barrier, context, device_names, per_device_batch, prepare_model
@@ -88,11 +88,14 @@ def run(
     local_batch = per_device_batch(recipe["batch_size"], ctx.world_size)
     started = datetime.now(timezone.utc).isoformat()
     thread_plan = threads.apply(recipe["num_workers"])
+    if device.type == "cuda":
+        perf.configure_tf32(perf.options(recipe)["tf32"])
     seed_everything(cfg.seed)
     train_ds, val_ds = build_data(cfg, run_dir.parent.parent / "cache")
     info = train_ds.info
     model, tasks, backbone = build_model(cfg, info)
     model.to(device)
+    perf.prepare_model(model, recipe)
     # A model that runs modules without using their output (parity flags) says so itself.
     find_unused = bool(getattr(model, "find_unused_parameters", False))
     net = prepare_model(model, device, bool(recipe["sync_bn"]), find_unused)
@@ -107,6 +110,7 @@ def run(
     aux_losses = getattr(model, "aux_losses", None)  # deep supervision that is not the task's own output
     use_amp = bool(recipe["amp"]) and device.type == "cuda"
     pin = device.type == "cuda"
+    step = TrainStep(net, model, optimizer, tasks, weights, aux_losses, device, use_amp, recipe)
     reset_peak_memory(device)
 
     def save(it: int) -> None:
@@ -130,17 +134,8 @@ def run(
         t_end = time.perf_counter()
         for it, batch in enumerate(loader, start=start):
             t_data = time.perf_counter()
-            images = batch["image"].to(device, non_blocking=True)
-            targets = {t: batch[t].to(device, non_blocking=True) for t in tasks}  # once, for every output level
-            with autocast(device, use_amp):
-                out = net(images)
-            losses = task_losses(out, targets, tasks, weights, aux_losses)
-            optimizer.zero_grad(set_to_none=True)
-            sum(losses.values()).backward()
-            if recipe.get("grad_clip"):
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(recipe["grad_clip"]))
             lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
+            losses = step(batch)
             scheduler.step()
             done = it + 1
             now = time.perf_counter()
@@ -201,10 +196,36 @@ def run(
         "train_images_per_s": (total - start) * recipe["batch_size"] / train_time if train_time > 0 else None,
         "peak_memory": peak_memory_mb(device),
         "precision": "bf16-autocast" if use_amp else "fp32",
+        "perf": perf.describe(recipe),
         "threads": thread_plan,
         "environment": environment(device),
         "started_at": started, "finished_at": datetime.now(timezone.utc).isoformat(),
     }
+
+
+class TrainStep:
+    """One optimizer step on one batch: inputs to the device, forward under autocast, the task losses, backward,
+    gradient clipping, update. The engine's loop and ``benchmarks/gpu_check.py`` call this same code."""
+
+    def __init__(self, net, model, optimizer, tasks, weights, aux_losses, device, use_amp, recipe):
+        self.net, self.model, self.optimizer, self.tasks, self.weights = net, model, optimizer, tasks, weights
+        self.aux_losses, self.device, self.use_amp, self.recipe = aux_losses, device, use_amp, recipe
+        self.forward = perf.training_forward(net, recipe)
+        self.clip = float(recipe["grad_clip"]) if recipe.get("grad_clip") else None
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The weighted per-task losses, on the device (no host sync)."""
+        images = perf.prepare_input(batch["image"].to(self.device, non_blocking=True), self.recipe)
+        targets = {t: batch[t].to(self.device, non_blocking=True) for t in self.tasks}  # once, for every level
+        with autocast(self.device, self.use_amp):
+            out = self.forward(images)
+        losses = task_losses(out, targets, self.tasks, self.weights, self.aux_losses)
+        self.optimizer.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        if self.clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.optimizer.step()
+        return losses
 
 
 def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress, pred_dir=None):
@@ -216,7 +237,7 @@ def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress
 
     def predict(images):
         with torch.inference_mode(), autocast(device, use_amp):
-            return {t: v.float() for t, v in model(images)["final"].items()}
+            return {t: v.float() for t, v in model(perf.prepare_input(images, recipe))["final"].items()}
 
     with torch.inference_mode():
         result = evaluate(predict, loader, tasks, info, recipe["eval"], device, pred_dir=pred_dir,
