@@ -13,6 +13,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from mtbench import checkpoint, perf, threads
+from mtbench import trivial as trivial_scores
 from mtbench.config import RunConfig
 from mtbench.data.loader import eval_loader, train_loader
 from mtbench.distributed import all_reduce_sum, barrier, context, device_names, per_device_batch, prepare_model
@@ -162,9 +163,17 @@ def run(
         eval_time = time.perf_counter() - t1
         log.evaluation(total, metrics, primary)
         shard = {"rank": ctx.rank, "world_size": ctx.world_size}
-        priors = fit_priors(eval_loader(train_ds, local_batch, recipe["num_workers"], False, **shard), tasks, info)
-        trivial = evaluate_trivial(priors, eval_loader(val_ds, local_batch, recipe["num_workers"], False, **shard),
-                                   tasks, info, recipe["eval"], torch.device("cpu"), subset_ids(val_ds, tasks))
+
+        def score_trivial(names: list[str]) -> dict[str, dict[str, float]]:
+            some = {t: tasks[t] for t in names}
+            priors = fit_priors(eval_loader(train_ds, local_batch, recipe["num_workers"], False, **shard), some,
+                                info)
+            return evaluate_trivial(priors, eval_loader(val_ds, local_batch, recipe["num_workers"], False, **shard),
+                                    some, info, recipe["eval"], torch.device("cpu"), subset_ids(val_ds, some))
+
+        keys = {t: trivial_scores.cache_key(cfg.dataset, t, info, cfg.dataset_cfg, recipe["eval"], cfg.data_dir)
+                for t in tasks}
+        trivial = trivial_scores.cached_scores(run_dir.parent.parent / "cache", keys, score_trivial)
     checkpoint.save_final(ckpt_dir, model, total, write=ctx.is_main)  # what a finished run keeps
     return {
         "run_id": cfg.run_id,
