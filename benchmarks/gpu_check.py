@@ -181,7 +181,8 @@ class Bench:
                 return {t: v.float() for t, v in self.model(images)["final"].items()}
 
         with torch.inference_mode():
-            accumulate(predict, self.eval_loader, self.tasks, self.info, self.s["recipe"]["eval"], self.device)
+            if self.warmup:
+                accumulate(predict, self.eval_loader, self.tasks, self.info, self.s["recipe"]["eval"], self.device)
             _sync(self.device)
             t0, n = time.perf_counter(), 0
             for _ in range(passes):
@@ -220,7 +221,8 @@ def measure_method(method: str, args, device: torch.device, data_root: Path, sta
     row["eval"] = b.evaluate(amp=True, passes=2 if cuda else 1)
     row["loader_images_per_s"] = b.loader_rate(max(2, args.steps // 2))
     row["options"] = {}
-    for option in [o for o in OPTIONS if o in args.options]:
+    measured = [o for o in OPTIONS if o in args.options] if args.options_for == "all" or log_cost else []
+    for option in measured:
         if option == "tf32" and not cuda:
             row["options"][option] = {"skipped": "CUDA only"}
             continue
@@ -251,11 +253,11 @@ def measure_log_cost(b: Bench, recipe: dict[str, Any]) -> dict[str, float]:
     rates = {"without": [], "with": []}
     amp = b.device.type == "cuda"
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(2):
+        for _ in range(2 if amp else 1):
             rates["without"].append(b.train(recipe, amp=amp)["s_per_step"])
             log = TrainLog(Path(tmp), "gpu_check", 10**9, 0, b.s["batch"], plain=False, out=io.StringIO())
             rates["with"].append(b.train(recipe, amp=amp, log=log)["s_per_step"])
-    without, with_log = sum(rates["without"]) / 2, sum(rates["with"]) / 2
+    without, with_log = (sum(v) / len(v) for v in (rates["without"], rates["with"]))
     return {"s_per_step_without": without, "s_per_step_with": with_log, "overhead": with_log / without - 1}
 
 
@@ -322,6 +324,26 @@ def table(rows: list[dict[str, Any]], device_label: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    parsed = argv if argv is not None else sys.argv[1:]
+    n = next((int(parsed[i + 1]) for i, a in enumerate(parsed[:-1]) if a == "--threads"), None)
+    if n is None:
+        return check(argv)
+    saved = (os.environ.get(threads.BUDGET_VAR), torch.get_num_threads())
+    os.environ[threads.BUDGET_VAR] = str(n)  # the CPU budget every run of this process takes (engine.run)
+    torch.set_num_threads(n)
+    try:
+        return check(argv)
+    finally:
+        if saved[0] is None:
+            os.environ.pop(threads.BUDGET_VAR, None)
+        else:
+            os.environ[threads.BUDGET_VAR] = saved[0]
+        torch.set_num_threads(saved[1])
+
+
+def check(argv: list[str] | None = None) -> int:
     from mtbench.engine import pick_device
     from mtbench.registry import METHODS
 
@@ -333,12 +355,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps before each measurement (default 3)")
     p.add_argument("--options", default=",".join(OPTIONS),
                    help=f"speed options measured with and without (default: {','.join(OPTIONS)}; '' for none)")
+    p.add_argument("--options-for", choices=("all", "first"), default="all",
+                   help="measure the speed options for every method (default) or the first only")
     p.add_argument("--fall-steps", type=int, default=100, help="steps of the loss-must-fall run (default 100)")
     p.add_argument("--fall-method", default=None, help="method of the loss-must-fall run (default: the first)")
     p.add_argument("--devices", type=int, default=None,
                    help="processes of the data-parallel run (default: 2 when two GPUs are visible, else none)")
     p.add_argument("--budget-s", type=float, default=360.0,
                    help="after this many seconds the remaining option measurements are skipped (default 360)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of this process and its runs (default: the CPU budget; tiny sizes run best on 1)")
     p.add_argument("--out", default="results/gpu_check", help="folder of the JSON result and the runs")
     args = p.parse_args(argv)
     args.options = [o for o in args.options.split(",") if o]

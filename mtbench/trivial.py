@@ -9,6 +9,7 @@ from ``--data-dir``; bump ``VERSION`` when a task's prior or an evaluator change
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -42,6 +43,7 @@ def cache_key(dataset: str, task: str, info: Any, data_cfg: dict[str, Any], eval
     """One task's key. The scores of a task do not depend on the other tasks of the run except through the
     dataset's info (a PASCAL-like task set changes the boundary tolerance), which the key holds."""
     cfg = {k: v for k, v in data_cfg.items() if k not in ("cache_dir", "data_dir")}
+    info = dataclasses.replace(info, tasks=()) if dataclasses.is_dataclass(info) else info  # the run's task set
     return stable_hash({"version": VERSION, "dataset": dataset, "task": task, "info": repr(info), "data_cfg": cfg,
                         "eval": eval_cfg, "files": data_fingerprint(data_dir)}, 16)
 

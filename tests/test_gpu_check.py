@@ -14,8 +14,9 @@ from mtbench.registry import METHODS  # noqa: E402
 
 
 def test_gpu_check_runs_every_method_on_the_cpu(tmp_path, capsys):
-    rc = gpu_check.main(["--tiny", "--device", "cpu", "--steps", "1", "--warmup", "1", "--options",
-                         "channels_last,fused", "--fall-steps", "8", "--budget-s", "100000", "--out", str(tmp_path)])
+    rc = gpu_check.main(["--tiny", "--device", "cpu", "--steps", "1", "--warmup", "0", "--options",
+                         "channels_last,fused", "--options-for", "first", "--fall-steps", "8", "--budget-s", "100000", "--threads", "1",
+                         "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert rc == 0, out
     result = json.loads((tmp_path / "gpu_check_tiny_cpu.json").read_text())
@@ -24,7 +25,8 @@ def test_gpu_check_runs_every_method_on_the_cpu(tmp_path, capsys):
         assert f"| {r['method']} |" in out
         assert r["fp32"]["s_per_step"] > 0 and r["fp32"]["peak_mb"] > 0 and 0 <= r["fp32"]["data_wait"] < 1
         assert r["bf16"] == {"error": "CUDA only"} and r["eval"]["images_per_s"] > 0
-        assert r["options"]["channels_last"]["speedup"] > 0 and r["options"]["fused"]["speedup"] > 0
+    first = result["methods"][0]["options"]  # the options' code paths, once (--options-for first)
+    assert first["channels_last"]["speedup"] > 0 and first["fused"]["speedup"] > 0
     assert "log_cost" in result["methods"][0]
     (fall,) = result["fall_runs"]
     assert fall["outcome"] == "done" and fall["steps"] == 8 and fall["loss_last"] < fall["loss_first"]

@@ -30,6 +30,8 @@ def test_the_key_follows_what_the_scores_depend_on(tmp_path):
     base = trivial.cache_key("synthetic", "edge", nyud_like, {"n_train": 4, "cache_dir": "/a"}, {"e": 1}, None)
     assert base == trivial.cache_key("synthetic", "edge", nyud_like, {"n_train": 4, "cache_dir": "/b"}, {"e": 1},
                                      None)  # where the cache lives is no part of the data
+    single = dataset_info(("edge",), 8, 8)  # a single-task reference of the same data shares the scores
+    assert base == trivial.cache_key("synthetic", "edge", single, {"n_train": 4}, {"e": 1}, None)
     for other in [("synthetic", "edge", pascal_like, {"n_train": 4}, {"e": 1}, None),
                   ("synthetic", "semseg", nyud_like, {"n_train": 4}, {"e": 1}, None),
                   ("synthetic", "edge", nyud_like, {"n_train": 5}, {"e": 1}, None),
