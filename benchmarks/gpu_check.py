@@ -361,8 +361,8 @@ def check(argv: list[str] | None = None) -> int:
     p.add_argument("--fall-method", default=None, help="method of the loss-must-fall run (default: the first)")
     p.add_argument("--devices", type=int, default=None,
                    help="processes of the data-parallel run (default: 2 when two GPUs are visible, else none)")
-    p.add_argument("--budget-s", type=float, default=360.0,
-                   help="after this many seconds the remaining option measurements are skipped (default 360)")
+    p.add_argument("--budget-s", type=float, default=300.0,
+                   help="after this many seconds the remaining option measurements are skipped (default 300)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads of this process and its runs (default: the CPU budget; tiny sizes run best on 1)")
     p.add_argument("--out", default="results/gpu_check", help="folder of the JSON result and the runs")
@@ -372,6 +372,7 @@ def check(argv: list[str] | None = None) -> int:
     if bad:
         p.error(f"unknown option(s) {bad}; known: {', '.join(OPTIONS)}")
     methods = METHODS.names() if args.methods == "all" else [m for m in args.methods.split(",") if m]
+    methods.sort(key=lambda m: m != "baseline")  # the baseline first: the log cost and the runs use the first
     for m in methods:
         METHODS.get(m)
     device = pick_device(args.device)

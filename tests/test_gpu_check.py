@@ -20,7 +20,8 @@ def test_gpu_check_runs_every_method_on_the_cpu(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     result = json.loads((tmp_path / "gpu_check_tiny_cpu.json").read_text())
-    assert [r["method"] for r in result["methods"]] == METHODS.names()
+    assert sorted(r["method"] for r in result["methods"]) == sorted(METHODS.names())
+    assert result["methods"][0]["method"] == "baseline" == result["fall_runs"][0]["method"]
     for r in result["methods"]:
         assert f"| {r['method']} |" in out
         assert r["fp32"]["s_per_step"] > 0 and r["fp32"]["peak_mb"] > 0 and 0 <= r["fp32"]["data_wait"] < 1
