@@ -251,6 +251,11 @@ def test_non_vit_backbone_is_refused():
         build_taskprompter(NYUD, create_backbone("resnet18", HW), {})
 
 
+def test_output_norms_are_refused():
+    with pytest.raises(ValueError, match="remove out_norms"):
+        build_taskprompter(NYUD, create_backbone("vit_b", HW, embed_dim=64, depth=12, num_heads=2, out_norms=True), {})
+
+
 def test_bad_windows_and_keys_are_explained():
     with pytest.raises(ValueError, match="chan_nheads=9 must be a square"):
         build_taskprompter(NYUD, _tiny_vit(), {"chan_nheads": 9})  # 3 does not divide the 4x8 grid
