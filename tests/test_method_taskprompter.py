@@ -282,8 +282,9 @@ def test_recipes_hold_the_released_configs(recipe, released):
 
 def test_registered(monkeypatch):
     monkeypatch.setattr(registry, "_loaded", True)  # don't import the other plugins
-    import methods.taskprompter  # noqa: F401
-    assert registry.METHODS.get("taskprompter") is build_taskprompter
+    from methods import taskprompter
+
+    assert registry.METHODS.get("taskprompter") is taskprompter.build_taskprompter is build_taskprompter
 
 
 # -------------------------------------------------------------------------------------------- end to end
