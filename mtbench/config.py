@@ -46,6 +46,8 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "eval_every": 0,  # 0 = only at the end
     "checkpoint_every": 500,
     "num_workers": 2,
+    # Speed options (mtbench/perf.py). Off by default, and left out of run ids while off (HASH_NEUTRAL).
+    "perf": {"channels_last": False, "compile": False, "tf32": False},
     "backbone": "resnet18",
     "backbone_cfg": {},  # extra timm.create_model arguments, e.g. {drop_path_rate: 0.15} (InvPT's ViT-L)
     "eval": {"edge_protocol": "seism"},  # evaluator settings; edge_protocol: see metrics/boundary_protocol
@@ -54,6 +56,28 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "loss_weights": {},  # task name -> weight of its loss; default: the papers' values (tasks/*.py ``weights``)
     "weighting": {},  # weighting strategy name -> its options (weightings/*.py); which one: RunConfig.weighting
 }
+
+
+# Keys added after run ids existed: while they hold these values a run's id is what it was without them.
+# (section, key) -> value; ``optimizer.fused`` is optional (absent = False).
+HASH_NEUTRAL: dict[tuple[str, str], Any] = {
+    **{("perf", k): v for k, v in RECIPE_DEFAULTS["perf"].items()},
+    ("optimizer", "fused"): False,
+}
+
+
+def without_neutral_defaults(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The recipe minus the HASH_NEUTRAL keys at their neutral value (and a section they leave empty)."""
+    out = dict(recipe)
+    for (section, key), neutral in HASH_NEUTRAL.items():
+        sub = out.get(section)
+        if isinstance(sub, dict) and key in sub and sub[key] == neutral and type(sub[key]) is type(neutral):
+            sub = {k: v for k, v in sub.items() if k != key}
+            out[section] = sub
+    for section in {s for s, _ in HASH_NEUTRAL}:
+        if out.get(section) == {} and section not in ("optimizer",):
+            del out[section]
+    return out
 
 
 def _merge(base: dict, update: dict, path: str = "") -> dict:
@@ -228,11 +252,12 @@ class RunConfig:
 
     def reference_recipe(self) -> dict[str, Any]:
         """The recipe minus method sections: runs sharing it are comparable (same data, schedule). ``overrides``
-        only describes how the values were given, so it changes no id.
+        only describes how the values were given, so it changes no id; nor do speed options left off (HASH_NEUTRAL).
         Loss weights and strategy options are left out here and enter ``identity`` / ``setting_key`` only where they
         differ from the defaults, so that the ids of runs made before either existed stay the same."""
-        return {k: v for k, v in self.recipe.items()
+        kept = {k: v for k, v in self.recipe.items()
                 if k not in ("methods", "description", "overrides", "loss_weights", "weighting")}
+        return without_neutral_defaults(kept)
 
     def loss_weight_changes(self, tasks: tuple[str, ...] | None = None) -> dict[str, float]:
         """The recipe's loss weights that differ from the papers' (of ``tasks``; default: this run's tasks)."""

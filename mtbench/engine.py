@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mtbench import checkpoint, qualitative, threads
+from mtbench import checkpoint, perf, qualitative, threads
+from mtbench import trivial as trivial_scores
 from mtbench.config import RunConfig
 from mtbench.data.loader import eval_loader, train_loader
 from mtbench.distributed import all_reduce_sum, barrier, context, device_names, per_device_batch, prepare_model
@@ -89,11 +90,14 @@ def run(
     local_batch = per_device_batch(recipe["batch_size"], ctx.world_size)
     started = datetime.now(timezone.utc).isoformat()
     thread_plan = threads.apply(recipe["num_workers"])
+    if device.type == "cuda":
+        perf.configure_tf32(perf.options(recipe)["tf32"])
     seed_everything(cfg.seed)
     train_ds, val_ds = build_data(cfg, run_dir.parent.parent / "cache")
     info = train_ds.info
     model, tasks, backbone = build_model(cfg, info)
     model.to(device)
+    perf.prepare_model(model, recipe)
     # A model that runs modules without using their output (parity flags) says so itself.
     find_unused = bool(getattr(model, "find_unused_parameters", False))
     net = prepare_model(model, device, bool(recipe["sync_bn"]), find_unused)
@@ -115,6 +119,7 @@ def run(
     aux_losses = getattr(model, "aux_losses", None)  # deep supervision that is not the task's own output
     use_amp = bool(recipe["amp"]) and device.type == "cuda"
     pin = device.type == "cuda"
+    step = TrainStep(net, model, optimizer, tasks, weights, aux_losses, device, use_amp, recipe, combiner)
     reset_peak_memory(device)
 
     def save(it: int) -> None:
@@ -139,21 +144,12 @@ def run(
         t_end = time.perf_counter()
         for it, batch in enumerate(loader, start=start):
             t_data = time.perf_counter()
-            images = batch["image"].to(device, non_blocking=True)
-            targets = {t: batch[t].to(device, non_blocking=True) for t in tasks}  # once, for every output level
-            with combiner.forward_context(net), autocast(device, use_amp):
-                out = net(images)
-            losses = task_losses(out, targets, tasks, weights, aux_losses)
-            optimizer.zero_grad(set_to_none=True)
-            task_weights = combiner.backward(losses)  # "fixed": sum(losses.values()).backward(), as always
-            if recipe.get("grad_clip"):
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(recipe["grad_clip"]))
             lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
+            losses = step(batch)
+            task_weights = step.task_weights
             scheduler.step()
             done = it + 1
-            combiner.after_step(done, lambda: _losses_again(net, images, targets, tasks, weights, aux_losses,
-                                                            device, use_amp))
+            combiner.after_step(done, step.losses_again)
             now = time.perf_counter()
             log.step(done, losses, lr, now - t_end, t_data - t_end,
                      None if task_weights is None else {"task_weights": task_weights})
@@ -180,9 +176,17 @@ def run(
         eval_time = time.perf_counter() - t1
         log.evaluation(total, metrics, primary)
         shard = {"rank": ctx.rank, "world_size": ctx.world_size}
-        priors = fit_priors(eval_loader(train_ds, local_batch, recipe["num_workers"], False, **shard), tasks, info)
-        trivial = evaluate_trivial(priors, eval_loader(val_ds, local_batch, recipe["num_workers"], False, **shard),
-                                   tasks, info, recipe["eval"], torch.device("cpu"), subset_ids(val_ds, tasks))
+
+        def score_trivial(names: list[str]) -> dict[str, dict[str, float]]:
+            some = {t: tasks[t] for t in names}
+            priors = fit_priors(eval_loader(train_ds, local_batch, recipe["num_workers"], False, **shard), some,
+                                info)
+            return evaluate_trivial(priors, eval_loader(val_ds, local_batch, recipe["num_workers"], False, **shard),
+                                    some, info, recipe["eval"], torch.device("cpu"), subset_ids(val_ds, some))
+
+        keys = {t: trivial_scores.cache_key(cfg.dataset, t, info, cfg.dataset_cfg, recipe["eval"], cfg.data_dir)
+                for t in tasks}
+        trivial = trivial_scores.cached_scores(run_dir.parent.parent / "cache", keys, score_trivial)
     checkpoint.save_final(ckpt_dir, model, total, write=ctx.is_main)  # what a finished run keeps
     return {
         "run_id": cfg.run_id,
@@ -220,17 +224,52 @@ def run(
         "train_images_per_s": (total - start) * recipe["batch_size"] / train_time if train_time > 0 else None,
         "peak_memory": peak_memory_mb(device),
         "precision": "bf16-autocast" if use_amp else "fp32",
+        "perf": perf.describe(recipe),
         "threads": thread_plan,
         "environment": environment(device),
         "started_at": started, "finished_at": datetime.now(timezone.utc).isoformat(),
     }
 
 
-def _losses_again(net, images, targets, tasks, weights, aux_losses, device, use_amp):
-    """The step's batch through the updated model (no gradient): what FAMO compares the losses before with."""
-    with autocast(device, use_amp):
-        out = net(images)
-    return task_losses(out, targets, tasks, weights, aux_losses)
+class TrainStep:
+    """One optimizer step on one batch: inputs to the device, forward under autocast, the task losses, the
+    weighting strategy's backward (``combiner``; none: the plain sum), gradient clipping, update. The engine's loop
+    and ``benchmarks/gpu_check.py`` call this same code."""
+
+    def __init__(self, net, model, optimizer, tasks, weights, aux_losses, device, use_amp, recipe, combiner=None):
+        self.net, self.model, self.optimizer, self.tasks, self.weights = net, model, optimizer, tasks, weights
+        self.aux_losses, self.device, self.use_amp, self.recipe = aux_losses, device, use_amp, recipe
+        self.combiner = combiner
+        self.forward = perf.training_forward(net, recipe)
+        self.clip = float(recipe["grad_clip"]) if recipe.get("grad_clip") else None
+        self.task_weights: dict[str, float] | None = None  # what the strategy applied at the last step
+        self._batch: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The weighted per-task losses, on the device (no host sync)."""
+        images = perf.prepare_input(batch["image"].to(self.device, non_blocking=True), self.recipe)
+        targets = {t: batch[t].to(self.device, non_blocking=True) for t in self.tasks}  # once, for every level
+        hooks = self.combiner.forward_context(self.net) if self.combiner else nullcontext()
+        with hooks, autocast(self.device, self.use_amp):
+            out = self.forward(images)
+        losses = task_losses(out, targets, self.tasks, self.weights, self.aux_losses)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.combiner is None:
+            sum(losses.values()).backward()
+        else:  # "fixed": sum(losses.values()).backward(), as always
+            self.task_weights = self.combiner.backward(losses)
+        if self.clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.optimizer.step()
+        self._batch = (images, targets)
+        return losses
+
+    def losses_again(self) -> dict[str, torch.Tensor]:
+        """The last step's batch through the updated model: what FAMO compares the losses before with."""
+        images, targets = self._batch
+        with autocast(self.device, self.use_amp):
+            out = self.net(images)
+        return task_losses(out, targets, self.tasks, self.weights, self.aux_losses)
 
 
 def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress, pred_dir=None, qualitative=None):
@@ -242,7 +281,7 @@ def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress
 
     def predict(images):
         with torch.inference_mode(), autocast(device, use_amp):
-            return {t: v.float() for t, v in model(images)["final"].items()}
+            return {t: v.float() for t, v in model(perf.prepare_input(images, recipe))["final"].items()}
 
     with torch.inference_mode():
         result = evaluate(predict, loader, tasks, info, recipe["eval"], device, pred_dir=pred_dir,

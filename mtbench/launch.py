@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from mtbench import checkpoint
+from mtbench import checkpoint, threads
 from mtbench.atomic import clean_stale_temps, mb
 from mtbench.config import RunConfig
 from mtbench.distributed import free_port
@@ -260,8 +260,7 @@ def _worker(rank: int, cfg_dict: dict, run_dir: str, world: int, port: int, devi
         torch.cuda.set_device(rank)
         device = torch.device("cuda", rank)
     else:
-        device = torch.device("cpu")
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))  # don't oversubscribe the cores
+        device = torch.device("cpu")  # threads: engine.run applies this process's share (spawn_run's environment)
     dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world)
     cfg = RunConfig.from_dict(cfg_dict)
     guard = DeferredSignals(LOCAL_SIGNALS, interrupt_handover(cfg, Path(run_dir)), int(cfg.recipe["iterations"]),
@@ -288,8 +287,20 @@ def spawn_run(cfg, run_dir: Path, devices: int, device_name: str, attempt: int) 
         if torch.cuda.device_count() < devices:
             raise ValueError(f"--devices {devices} asked for, but only {torch.cuda.device_count()} CUDA devices are "
                              f"visible")
-    ctx = mp.spawn(_worker, args=(cfg.to_dict(), str(run_dir), devices, free_port(), device_name, attempt),
-                   nprocs=devices, join=False)
+    # Each process gets its share of this one's CPU budget (read by its BLAS runtimes when they load, and by
+    # threads.apply in engine.run): N processes never oversubscribe the cores.
+    share = threads.child_environment(devices)
+    saved = {k: os.environ.get(k) for k in share}
+    os.environ.update(share)
+    try:
+        ctx = mp.spawn(_worker, args=(cfg.to_dict(), str(run_dir), devices, free_port(), device_name, attempt),
+                       nprocs=devices, join=False)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     seen: list[int] = []
 
     def forward(signum: int, frame: Any) -> None:
