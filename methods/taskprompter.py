@@ -211,6 +211,9 @@ def check_backbone(backbone, chan_nheads: int, prompt_len: int) -> None:
     if getattr(backbone, "family", None) != "vit":
         raise ValueError(f"method 'taskprompter' runs inside a plain ViT (its prompts join every block's "
                          f"attention); backbone '{name}' is not one: use --backbone vit_l or vit_b")
+    if getattr(backbone, "out_norms", None) is not None:
+        raise ValueError("taskprompter reads the ViT's tokens inside the blocks, not the backbone's output levels: "
+                         "remove out_norms from backbone_cfg")
     vit = backbone.body.model
     if len(backbone.body.out_indices) != 4 or int(backbone.body.out_indices[-1]) != len(vit.blocks) - 1:
         raise ValueError(f"taskprompter: the backbone's last feature level must be its last block, with 3 before "

@@ -100,9 +100,9 @@ def test_keep_unused_adds_only_the_last_blocks_token_trans1():
 
 # ------------------------------------------------------------------------------- released parameter counts
 # The released TaskPrompterWrapper (prismformore/Multi-Task-Transformer 870c6be, TaskPrompter/, run unmodified on
-# CPU, torch 2.14.1 + timm 1.0.31, einops; `TaskPrompter(p=p, **taskprompter_vit_*_patch16_384 kwargs,
-# drop_path_rate=0.15, img_size=TRAIN.SCALE)` + `ConvHead` per task, as utils/common_config.get_model builds it)
-# at the three published configs. Its ViT part (no class token, final norm included) / token_trans /
+# CPU, torch 2.14.1 + timm 1.0.31, einops; `tests/data/taskprompter_release/reference.py params`):
+# `TaskPrompter(p=p, **taskprompter_vit_*_patch16_384 kwargs, drop_path_rate=0.15, img_size=TRAIN.SCALE)` + a
+# `ConvHead` per task, as utils/common_config.get_model builds it, at the three published configs. Its ViT part (no class token, final norm included) / token_trans /
 # token_trans1 (of which the last block's is unused) / task decoders / heads:
 RELEASED = {  # name: (tasks, backbone, size, cfg, total, ViT part, last token_trans1)
     "nyud_vitLp16": (NYUD, "vit_l", (448, 576), {}, 513_505_709, 304_132_096, 1_033_216),
@@ -127,7 +127,7 @@ def test_param_count_released_configs(name):
 
 def test_flops_nyud_vitl():
     """torch's flop counter, batch 1, 448×576. The released module (built on CPU, moved to meta, same counter;
-    /tmp/tp/drv/flops.py) counts 839,674,822,656 multiply-adds. It computes all N×N scores and then a channel
+    `tests/data/taskprompter_release/reference.py flops`) counts 839,674,822,656 multiply-adds. It computes all N×N scores and then a channel
     attention product it never reads (T·C·HW per block); here the spatial attention is one fused call plus the
     T prompt rows' raw scores again (T·(T+HW)·C per block): T²·C·24 = 393,216 more. The default build skips the
     last block's token_trans1 and prompt update (37.7 M)."""
@@ -150,7 +150,8 @@ def test_flops_nyud_vitl():
 # gradients, for the CASES above on a 12-block width-64 ViT (2 heads, patch 16, select_list range(3, 12, 3),
 # drop_path 0) at 64×128, batch 2, weights det(release key, shape) from tests/deterministic_weights.py, and the
 # input of `_image`; train mode = BatchNorm batch statistics, then backward of sum over tasks of the cos-weighted
-# mean. Produced by /tmp/tp/drv/parity.py: the released modules of prismformore/Multi-Task-Transformer 870c6be
+# mean. Produced by `tests/data/taskprompter_release/reference.py parity` (its docstring says how it was run):
+# the released modules of prismformore/Multi-Task-Transformer 870c6be
 # (TaskPrompter/models/transformers/taskprompter.py: TaskPrompter, ConvHead; models/taskprompter_wrapper.py)
 # imported unmodified, constructed directly with the kwargs taskprompter_vit_base_patch16_384 passes (timm
 # 1.0.31's build_model_with_cfg no longer takes default_cfg; with pretrained=False it only calls the class).
@@ -251,6 +252,11 @@ def test_non_vit_backbone_is_refused():
         build_taskprompter(NYUD, create_backbone("resnet18", HW), {})
 
 
+def test_output_norms_are_refused():
+    with pytest.raises(ValueError, match="remove out_norms"):
+        build_taskprompter(NYUD, create_backbone("vit_b", HW, embed_dim=64, depth=12, num_heads=2, out_norms=True), {})
+
+
 def test_bad_windows_and_keys_are_explained():
     with pytest.raises(ValueError, match="chan_nheads=9 must be a square"):
         build_taskprompter(NYUD, _tiny_vit(), {"chan_nheads": 9})  # 3 does not divide the 4x8 grid
@@ -277,8 +283,9 @@ def test_recipes_hold_the_released_configs(recipe, released):
 
 def test_registered(monkeypatch):
     monkeypatch.setattr(registry, "_loaded", True)  # don't import the other plugins
-    import methods.taskprompter  # noqa: F401
-    assert registry.METHODS.get("taskprompter") is build_taskprompter
+    from methods import taskprompter
+
+    assert registry.METHODS.get("taskprompter") is taskprompter.build_taskprompter is build_taskprompter
 
 
 # -------------------------------------------------------------------------------------------- end to end
