@@ -42,6 +42,35 @@ def check_backbone(cfg: RunConfig, image_size: tuple[int, int]) -> None:
                           f"'{cfg.backbone}' ({e}); see the timm model's arguments") from None
 
 
+def check_methods(runs: list[RunConfig]) -> None:
+    """Build each (method, backbone, tasks) of the grid on the meta device (no memory, no weights read): a method
+    that cannot take the grid's backbone or input size (TaskPrompter on a CNN, hps on a stride-32 map) is refused
+    here in one line, not as a failed record per run. Errors other than a builder's own refusal (ValueError,
+    ConfigError) are left to the run, where they are recorded with their traceback."""
+    import dataclasses
+
+    import torch
+
+    from mtbench.engine import build_model
+
+    seen = set()
+    for cfg in runs:
+        key = (cfg.method, cfg.backbone, cfg.tasks)
+        builder = DATASETS.get(cfg.dataset)
+        if key in seen or not hasattr(builder, "static_info"):
+            continue
+        seen.add(key)
+        info = builder.static_info(cfg.tasks, cfg.dataset_cfg)
+        try:
+            with torch.device("meta"):
+                build_model(dataclasses.replace(cfg, backbone_weights=None), info)
+        except (ConfigError, ValueError) as e:
+            raise ConfigError(f"method '{cfg.method}' cannot be built on backbone '{cfg.backbone}' for tasks "
+                              f"{', '.join(cfg.tasks)}: {e}") from None
+        except Exception:  # noqa: BLE001 - not a refusal: the run itself reports it
+            continue
+
+
 def check_split_sizes(cfg: RunConfig, cache_dir: Path) -> None:
     """A global batch larger than the training split cannot fill one iteration."""
     builder = DATASETS.get(cfg.dataset)
@@ -87,6 +116,7 @@ def check_grid(runs: list[RunConfig], devices: int, results_dir: Path, say: Call
     info = builder.static_info(first.tasks, first.dataset_cfg) if hasattr(builder, "static_info") else None
     if info is not None:
         check_backbone(first, info.image_size)
+    check_methods(runs)
     cache_dir = Path(results_dir) / "cache"
     check_split_sizes(first, cache_dir)
     check_data(first, cache_dir, say)

@@ -391,6 +391,8 @@ def test_ctrl_c_saves_the_step_and_says_how_to_resume(tmp_path, fake_engine, cap
     (["--devices", "-1"], "--devices -1: give the number of processes"),
     (["--devices", "4"], "--devices 4 does not divide the recipe's global batch_size 2"),
     (["--seeds", "a-b"], "seeds are integers: N, a list N,M,... or a range N-M"),
+    (["--methods", "taskprompter"], "method 'taskprompter' cannot be built on backbone 'resnet18' for tasks depth: "
+                                    "method 'taskprompter' runs inside a plain ViT"),
 ])
 def test_bad_input_is_refused_before_anything_runs(tmp_path, extra, needle, capsys):
     rc = run_main(argv_for(tmp_path, *extra))
