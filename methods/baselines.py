@@ -46,11 +46,25 @@ build_baseline.cfg_keys = ("head_channels",)  # checked against the recipe befor
 
 @register_method("single")
 def build_single(task_channels, backbone, cfg):
+    """One task on the setting's network: ATRC's FCN head (default), LibMTL's ASPP head (``head: aspp``, the
+    single-task baseline of ``hps``), or, on the ``segnet`` backbone, MTAN's single-task SegNet (its prediction
+    layer; that backbone declares it, whatever ``head`` says)."""
     if len(task_channels) != 1:
         raise ValueError(f"method 'single' trains one task per run, got {sorted(task_channels)}; "
                          f"the grid expands it into one run per task")
+    head = getattr(backbone, "single_task_head", None) or cfg.get("head", "fcn")
+    if head == "segnet":
+        from methods.segnet_split import SegNetSplit
+
+        return SegNetSplit(backbone, task_channels)
+    if head == "aspp":
+        from methods.hps import HPS
+
+        return HPS(backbone, task_channels, int(cfg.get("aspp_channels", 256)))
+    if head != "fcn":
+        raise ValueError(f"methods.single.head must be fcn or aspp, got {head!r}")
     return SharedEncoderBaseline(backbone, task_channels, head_channels=cfg.get("head_channels"))
 
 
 build_single.single_task = True
-build_single.cfg_keys = ("head_channels",)
+build_single.cfg_keys = ("head_channels", "head", "aspp_channels")

@@ -264,6 +264,7 @@ def create_backbone(name: str, img_size: int | Sequence[int], checkpoint: str | 
 
 def _make_builder(name: str) -> Callable[..., Backbone]:
     def build(img_size: tuple[int, int], checkpoint: str | None = None, **kwargs: Any) -> Backbone:
+        kwargs.pop("segnet_filters", None)  # the segnet backbone's option (methods/_segnet.py), not timm's
         return create_backbone(name, img_size, checkpoint, **kwargs)
 
     spec = SPECS[name]

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mtbench import checkpoint, perf, threads
+from mtbench import checkpoint, perf, qualitative, threads
 from mtbench import trivial as trivial_scores
 from mtbench.config import RunConfig
 from mtbench.data.loader import eval_loader, train_loader
@@ -23,6 +23,7 @@ from mtbench.optim import build_optimizer, build_scheduler
 from mtbench.profiling import count_flops, environment, param_counts, peak_memory_mb, reset_peak_memory
 from mtbench.registry import BACKBONES, DATASETS, METHODS, TASKS
 from mtbench.train_log import NonFiniteLoss, TrainLog, stdout_is_terminal  # noqa: F401 (NonFiniteLoss: API)
+from mtbench.weighting import Combiner, resolved_loss_weights
 
 
 def make_progress(disable: bool = False) -> Progress:
@@ -102,21 +103,29 @@ def run(
     net = prepare_model(model, device, bool(recipe["sync_bn"]), find_unused)
     model = net.module if net is not model else model  # SyncBN conversion may replace submodules
     optimizer = build_optimizer(model, recipe["optimizer"])
+    weights = resolved_loss_weights(recipe, cfg.tasks, info.loss_weight_profile)
+    shared_rep = getattr(model, "backbone", backbone)  # where ``rep: true`` aggregates: the backbone's output
+    combiner = Combiner(cfg.weighting, cfg.weighting_cfg, list(cfg.tasks), model, shared_rep,
+                        {"n_train": len(train_ds), "batch_size": recipe["batch_size"]})
+    combiner.strategy.to(device)
+    if combiner.strategy.parameters():  # learned task weights train with the model (no weight decay)
+        optimizer.add_param_group({"params": combiner.strategy.parameters(), "weight_decay": 0.0})
     total = recipe["iterations"]
     scheduler = build_scheduler(optimizer, recipe["schedule"], total)
     ckpt_dir = run_dir / "checkpoints"
     resume = checkpoint.load_latest(ckpt_dir, model, optimizer, scheduler, device, is_main=ctx.is_main)
     start, history = resume.iteration, resume.extra.get("history", [])
-    weights = {t: task.weight(info) for t, task in tasks.items()}
+    combiner.load_state_dict(resume.extra.get("weighting"))
     aux_losses = getattr(model, "aux_losses", None)  # deep supervision that is not the task's own output
     use_amp = bool(recipe["amp"]) and device.type == "cuda"
     pin = device.type == "cuda"
-    step = TrainStep(net, model, optimizer, tasks, weights, aux_losses, device, use_amp, recipe)
+    step = TrainStep(net, model, optimizer, tasks, weights, aux_losses, device, use_amp, recipe, combiner)
     reset_peak_memory(device)
 
     def save(it: int) -> None:
         log.flush()  # raises on a non-finite loss, and checkpoint.save on non-finite weights: never checkpointed
-        checkpoint.save(ckpt_dir, model, optimizer, scheduler, it, {"history": history}, write=ctx.is_main)
+        checkpoint.save(ckpt_dir, model, optimizer, scheduler, it,
+                        {"history": history, "weighting": combiner.state_dict()}, write=ctx.is_main)
         barrier()  # one writer; every rank resumes from the same file
 
     own_progress = progress is None
@@ -137,10 +146,13 @@ def run(
             t_data = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
             losses = step(batch)
+            task_weights = step.task_weights
             scheduler.step()
             done = it + 1
+            combiner.after_step(done, step.losses_again)
             now = time.perf_counter()
-            log.step(done, losses, lr, now - t_end, t_data - t_end)
+            log.step(done, losses, lr, now - t_end, t_data - t_end,
+                     None if task_weights is None else {"task_weights": task_weights})
             if log.last_loss is not None and done % log.sync_every == 0:
                 progress.update(bar, completed=done, status=f"loss {log.last_loss:.4f}")
             if recipe["eval_every"] and done % recipe["eval_every"] == 0 and done < total:
@@ -159,7 +171,8 @@ def run(
         train_time = time.perf_counter() - t0
         t1 = time.perf_counter()
         metrics = _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress,
-                            pred_dir=run_dir / "predictions")
+                            pred_dir=run_dir / "predictions",
+                            qualitative=(run_dir / qualitative.DIR_NAME, qualitative.fixed_ids(val_ds)))
         eval_time = time.perf_counter() - t1
         log.evaluation(total, metrics, primary)
         shard = {"rank": ctx.rank, "world_size": ctx.world_size}
@@ -183,8 +196,14 @@ def run(
         "seed": cfg.seed, "recipe_name": recipe["name"], "setting_key": cfg.setting_key,
         "single_task_reference": bool(getattr(METHODS.get(cfg.method), "single_task", False)),
         "method_notes": list(getattr(model, "record_notes", [])),  # what the model says it computes
+        "loss_weights": weights,  # each task's loss weight (the recipe's, else the paper's)
+        "weighting": combiner.describe(),
         "metrics": metrics,
         "primary_metrics": primary,
+        # the setting's Δm convention (leaderboard.py): primary metrics, or every metric the tasks list
+        "delta_m": {"convention": getattr(info, "delta_m", "primary"),
+                    "metrics": {t: list(getattr(task, "delta_metrics", (task.primary_metric,)))
+                                for t, task in tasks.items()}},
         "higher_is_better": {t: {m: task.higher_is_better(m) for m in metrics[t] if m != "loss" and "/" not in m}
                              for t, task in tasks.items()},
         "trivial": trivial,
@@ -213,31 +232,47 @@ def run(
 
 
 class TrainStep:
-    """One optimizer step on one batch: inputs to the device, forward under autocast, the task losses, backward,
-    gradient clipping, update. The engine's loop and ``benchmarks/gpu_check.py`` call this same code."""
+    """One optimizer step on one batch: inputs to the device, forward under autocast, the task losses, the
+    weighting strategy's backward (``combiner``; none: the plain sum), gradient clipping, update. The engine's loop
+    and ``benchmarks/gpu_check.py`` call this same code."""
 
-    def __init__(self, net, model, optimizer, tasks, weights, aux_losses, device, use_amp, recipe):
+    def __init__(self, net, model, optimizer, tasks, weights, aux_losses, device, use_amp, recipe, combiner=None):
         self.net, self.model, self.optimizer, self.tasks, self.weights = net, model, optimizer, tasks, weights
         self.aux_losses, self.device, self.use_amp, self.recipe = aux_losses, device, use_amp, recipe
+        self.combiner = combiner
         self.forward = perf.training_forward(net, recipe)
         self.clip = float(recipe["grad_clip"]) if recipe.get("grad_clip") else None
+        self.task_weights: dict[str, float] | None = None  # what the strategy applied at the last step
+        self._batch: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The weighted per-task losses, on the device (no host sync)."""
         images = perf.prepare_input(batch["image"].to(self.device, non_blocking=True), self.recipe)
         targets = {t: batch[t].to(self.device, non_blocking=True) for t in self.tasks}  # once, for every level
-        with autocast(self.device, self.use_amp):
+        hooks = self.combiner.forward_context(self.net) if self.combiner else nullcontext()
+        with hooks, autocast(self.device, self.use_amp):
             out = self.forward(images)
         losses = task_losses(out, targets, self.tasks, self.weights, self.aux_losses)
         self.optimizer.zero_grad(set_to_none=True)
-        sum(losses.values()).backward()
+        if self.combiner is None:
+            sum(losses.values()).backward()
+        else:  # "fixed": sum(losses.values()).backward(), as always
+            self.task_weights = self.combiner.backward(losses)
         if self.clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
         self.optimizer.step()
+        self._batch = (images, targets)
         return losses
 
+    def losses_again(self) -> dict[str, torch.Tensor]:
+        """The last step's batch through the updated model: what FAMO compares the losses before with."""
+        images, targets = self._batch
+        with autocast(self.device, self.use_amp):
+            out = self.net(images)
+        return task_losses(out, targets, self.tasks, self.weights, self.aux_losses)
 
-def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress, pred_dir=None):
+
+def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress, pred_dir=None, qualitative=None):
     model.eval()
     ctx = context()
     loader = eval_loader(val_ds, per_device_batch(recipe["batch_size"], ctx.world_size), recipe["num_workers"], pin,
@@ -250,6 +285,7 @@ def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress
 
     with torch.inference_mode():
         result = evaluate(predict, loader, tasks, info, recipe["eval"], device, pred_dir=pred_dir,
+                          qualitative=qualitative,
                           on_batch=lambda: progress.advance(bar), eval_ids=subset_ids(val_ds, tasks))
     progress.remove_task(bar)
     return result

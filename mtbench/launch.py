@@ -43,6 +43,7 @@ class GridSpec:
     recipe: dict[str, Any]
     data_dir: str | None = None
     backbone_weights: str | None = None
+    weightings: tuple[str, ...] = ("fixed",)
 
 
 def is_single_task(method: str) -> bool:
@@ -56,23 +57,46 @@ def reference_method() -> str:
     return refs[0]
 
 
+def method_backbone(method: str, default: str) -> str:
+    """A method whose architecture fixes its network (``fixed_backbone``: mtan and segnet_split are SegNet) runs
+    there whatever the grid's backbone is; every other method runs on the grid's."""
+    return getattr(METHODS.get(method), "fixed_backbone", None) or default
+
+
 def expand_grid(spec: GridSpec) -> list[RunConfig]:
-    """Runs for every (method, seed), plus the single-task references that Δm needs."""
+    """Runs for every (method, weighting strategy, seed), plus the single-task references that Δm needs: on each
+    backbone a multi-task method of the grid runs on, trained once (one task has nothing to weigh, so they do not
+    depend on the strategy)."""
+    from mtbench.weighting import check_strategy
+
     for m in spec.methods:
         METHODS.get(m)  # fail early, listing the known methods
+    for w in spec.weightings:
+        check_strategy(w, spec.recipe)  # the known list, the options, a missing solver: before any run
     wanted = list(spec.methods)
-    if any(not is_single_task(m) for m in wanted) and len(spec.tasks) > 1:
+    multi = [m for m in wanted if not is_single_task(m)]
+    ref_backbones = list(dict.fromkeys(method_backbone(m, spec.backbone) for m in multi))
+    if multi and len(spec.tasks) > 1:
         ref = reference_method()
         if ref not in wanted:
             wanted.insert(0, ref)
     runs: dict[str, RunConfig] = {}
     for method in wanted:
+        single = is_single_task(method) or len(spec.tasks) == 1
         task_sets = [(t,) for t in spec.tasks] if is_single_task(method) else [spec.tasks]
-        for seed in spec.seeds:
-            for tasks in task_sets:
-                cfg = RunConfig(method=method, dataset=spec.dataset, tasks=tasks, backbone=spec.backbone, seed=seed,
-                                recipe=spec.recipe, data_dir=spec.data_dir, backbone_weights=spec.backbone_weights)
-                runs.setdefault(cfg.run_id, cfg)
+        if is_single_task(method):
+            backbones = ([spec.backbone] if method in spec.methods else []) + ref_backbones
+        else:
+            backbones = [method_backbone(method, spec.backbone)]
+        for backbone in dict.fromkeys(backbones):
+            weights = spec.backbone_weights if backbone == spec.backbone else None  # SegNet trains from scratch
+            for weighting in (("fixed",) if single else spec.weightings):
+                for seed in spec.seeds:
+                    for tasks in task_sets:
+                        cfg = RunConfig(method=method, dataset=spec.dataset, tasks=tasks, backbone=backbone,
+                                        seed=seed, recipe=spec.recipe, data_dir=spec.data_dir,
+                                        backbone_weights=weights, weighting=weighting)
+                        runs.setdefault(cfg.run_id, cfg)
     return list(runs.values())
 
 

@@ -1,4 +1,5 @@
-"""Optimizers and the per-iteration poly schedule of the MTI-Net/ATRC/InvPT/MQT recipes."""
+"""Optimizers and the per-iteration schedules: poly (MTI-Net/ATRC/InvPT/MQT), constant, and step (the MTAN /
+LibMTL / Nash-MTL ``StepLR(step_size=100 epochs, gamma=0.5)``, given in iterations)."""
 from __future__ import annotations
 
 from typing import Any
@@ -29,6 +30,8 @@ def lr_factor(it: int, total: int, cfg: dict[str, Any]) -> float:
         return ratio + (1.0 - ratio) * it / warmup
     if cfg["name"] == "constant":
         return 1.0
+    if cfg["name"] == "step":  # lr × gamma^⌊it / step_size⌋
+        return float(cfg.get("gamma", 0.1)) ** (it // int(cfg["step_size"]))
     return (1.0 - it / total) ** float(cfg.get("power", 0.9))
 
 

@@ -81,8 +81,8 @@ SECTIONS: dict[str, dict[str, tuple[Check, str]]] = {
     "optimizer": {"name": _choice("sgd", "adam", "adamw"), "lr": _num(0, strict=True), "momentum": _num(0),
                   "weight_decay": _num(0), "nesterov": BOOL, "betas": BETAS,
                   "fused": BOOL},  # torch's fused optimizer kernel (mtbench/perf.py)
-    "schedule": {"name": _choice("poly", "constant"), "power": _num(0), "warmup_iters": _int(0),
-                 "warmup_ratio": _num(0, hi=1)},
+    "schedule": {"name": _choice("poly", "constant", "step"), "power": _num(0), "warmup_iters": _int(0),
+                 "warmup_ratio": _num(0, hi=1), "step_size": _int(1), "gamma": _num(0, strict=True, hi=1)},
     "perf": {"channels_last": BOOL, "compile": BOOL, "tf32": BOOL},  # speed options, see mtbench/perf.py
     "eval": {"edge_protocol": None, "edge_thresholds": None, "edge_nms": _optional(BOOL),
              "edge_workers": _optional(_int(1))},
@@ -127,6 +127,10 @@ def validate(recipe: dict[str, Any], defaults: dict[str, Any]) -> None:
             for key, value in recipe[section].items():
                 check = schema[key] or LAZY[(section, key)]()
                 check_value(f"{section}.{key}", value, check, name)
+    schedule = recipe.get("schedule") or {}
+    if schedule.get("name") == "step" and "step_size" not in schedule:
+        raise ConfigError(f"recipe '{name}': schedule step needs schedule.step_size (iterations between lr drops), "
+                          f"e.g. schedule: {{name: step, step_size: 9900, gamma: 0.5}}")
     for key, why in BACKBONE_OWNED.items():
         if key in recipe.get("backbone_cfg", {}):
             raise ConfigError(f"recipe '{name}': backbone_cfg.{key} cannot be set: {why}")

@@ -162,3 +162,34 @@ def write_pascal(base: Path, seed: int = 0, shapes=((40, 56), (48, 40), (36, 52)
         Image.fromarray(_encode_normals(_unit_normals(rng, shape))).save(root / "normals_distill" / f"{image_id}.png")
         Image.fromarray(rng.integers(0, 256, shape).astype(np.uint8)).save(root / "sal_distill" / f"{image_id}.png")
     return root
+
+
+# ------------------------------------------------------------------ the MTAN preprocessed .npy folders
+MTAN_SIZES = {"nyuv2": (288, 384), "cityscapes": (128, 256)}
+
+
+def write_mtan(base: Path, name: str = "nyuv2", n_train: int = 3, n_val: int = 2, seed: int = 0) -> Path:
+    """``nyuv2/`` or ``cityscapes/`` as the MTAN Dropbox folders hold them: ``<split>/<kind>/<i>.npy``, float64
+    arrays (the image k/255 in [0, 1], H×W×3; labels H×W with −1 = ignore; depth H×W×1 with 0 = invalid; unit
+    normals H×W×3 with a zero-vector patch), at the real resolution."""
+    rng = np.random.default_rng(seed)
+    shape = MTAN_SIZES[name]
+    root = Path(base) / name
+    label_dirs = {"nyuv2": {"label": 13}, "cityscapes": {"label_7": 7, "label_19": 19, "label_2": 2}}[name]
+    for split, n in (("train", n_train), ("val", n_val)):
+        for i in range(n):
+            image = _image(rng, shape).astype(np.float64) / 255.0
+            depth = (1.0 + 4.0 * rng.random(shape + (1,)))
+            depth[:6, :10] = 0.0  # invalid
+            arrays = {"image": image, "depth": depth}
+            for folder, classes in label_dirs.items():
+                label = _blocks(rng, shape, np.arange(-1, classes)).astype(np.float64)
+                arrays[folder] = label
+            if name == "nyuv2":
+                normals = _unit_normals(rng, shape).astype(np.float64)
+                normals[-5:, -7:] = 0.0  # no normal
+                arrays["normal"] = normals
+            for folder, x in arrays.items():
+                (root / split / folder).mkdir(parents=True, exist_ok=True)
+                np.save(root / split / folder / f"{i}.npy", x)
+    return root

@@ -45,6 +45,9 @@ class DatasetInfo:
     edge_max_dist: float = 0.011  # BSDS maxDist as a fraction of the image diagonal
     image_size: tuple[int, int] = (0, 0)  # (H, W) the model sees: the padded size (= native if no padding)
     loss_weight_profile: str = "nyud"  # which per-dataset loss weights apply
+    # Δm convention of the setting: "primary" (one primary metric per task) or "all" (every metric the tasks
+    # declare in ``delta_metrics``, the convention of the MTAN / LibMTL / Nash-MTL tables); see leaderboard.py
+    delta_m: str = "primary"
 
 
 def parse_tasks(spec: str | tuple[str, ...] | list[str] | None, default: tuple[str, ...]) -> tuple[str, ...]:

@@ -25,9 +25,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from mtbench.data import nyud, pascal
+from mtbench.data import cityscapes_mtan, nyud, nyuv2_mtan, pascal
 
-DATASETS = {"nyud": nyud, "pascal": pascal}
+DATASETS = {"nyud": nyud, "pascal": pascal, "nyuv2_mtan": nyuv2_mtan, "cityscapes_mtan": cityscapes_mtan}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -95,10 +95,16 @@ def _split_problems(module, layout, splits, expected) -> tuple[dict[str, list[st
     ids_by_split, problems = {}, []
     for split in splits:
         f = layout.split_file(split)
-        if not f.is_file():
+        if hasattr(module, "split_ids"):  # the MTAN folders: no list, the ids are 0..count-1 of image/*.npy
+            ids = module.split_ids(layout, split)
+            if not ids:
+                problems.append(f"{f}: split folder missing or empty")
+                continue
+        elif not f.is_file():
             problems.append(f"{f}: split file missing")
             continue
-        ids = nyud.read_ids(f)
+        else:
+            ids = nyud.read_ids(f)
         ids_by_split[split] = ids
         if split in expected and len(ids) != expected[split]:
             problems.append(f"{f}: {len(ids)} ids, expected {expected[split]}")
@@ -221,7 +227,9 @@ def _fingerprint(layout, files: list[Path], cfg_pad: tuple[int, int]) -> str:
 
 def needed_kinds(module, tasks: tuple[str, ...]) -> list[str]:
     """The source files a run of ``tasks`` reads: the image, semseg (always read: the crop test), each task's,
-    and PASCAL's Context label map for edges and normals."""
+    and PASCAL's Context label map for edges and normals. A dataset whose file kinds are not task names says so."""
+    if hasattr(module, "needed_kinds"):
+        return module.needed_kinds(tasks)
     wanted = {"image", "semseg", *tasks} | ({"context"} if {"edge", "normals"} & set(tasks) else set())
     return [k for k in module.SOURCES if k in wanted]
 
@@ -232,7 +240,7 @@ def quick_check(name: str, cfg: dict, tasks: tuple[str, ...], cache_dir: Path | 
     """(problems, notes) of a real dataset folder for a run of ``tasks``: problems stop a grid, notes are said
     (e.g. split sizes other than the published ones, as in a debugging subset)."""
     module = DATASETS[name]
-    layout = module.find_layout(cfg.get("data_dir"), **({"variant": cfg["variant"]} if "variant" in cfg else {}))
+    layout = module.find_layout(cfg.get("data_dir"), **{k: cfg[k] for k in ("variant", "classes") if k in cfg})
     ids_by_split, problems = _split_problems(module, layout, splits, {})
     notes = [f"{s}: {len(ids)} ids, the published split has {module.SPLIT_SIZES[s]}"
              for s, ids in ids_by_split.items() if len(ids) != module.SPLIT_SIZES.get(s, len(ids))]

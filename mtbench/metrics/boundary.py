@@ -282,6 +282,7 @@ class BoundaryEvaluator(Evaluator):
     """
 
     higher_is_better = {"odsF": True, "oisF": True, "AP": True}
+    units = {"odsF": "%", "oisF": "%", "AP": "%"}
 
     def __init__(self, max_dist: float, protocol: str | EdgeProtocol = DEFAULT_PROTOCOL,
                  thresholds: int | str | Sequence[float] | None = None, nms: bool | None = None,
