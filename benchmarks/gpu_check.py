@@ -50,7 +50,12 @@ PAPER = {
     "padnet": ("mtinet_nyud", 1),  # PAD-Net's release is MTI-Net's repository, same HRNet-18 set-up
     "demt": ("demt_nyud", 8),  # configs/demt_nyud.yaml: 8 GPUs x 1
     "atrc": ("atrc_nyud", 1),  # batch 8 "in total"; the GPU count is not in the released config
+    "taskprompter": ("taskprompter_nyud", 2),  # configs/taskprompter_nyud.yaml: 2 GPUs x 2
+    "hps": ("nyuv2_mtan_hps", 1),  # LibMTL's NYUv2 (MTAN's 288x384 data): one process
+    "mtan": ("nyuv2_mtan", 1),  # MTAN's own NYUv2 recipe, on SegNet (BACKBONE): one process
+    "segnet_split": ("nyuv2_mtan", 1),
 }
+BACKBONE = {"mtan": "segnet", "segnet_split": "segnet"}  # where the method's backbone is not the recipe's
 OPTIONS = ("channels_last", "fused", "compile", "tf32")
 NYUD_TASKS = ("semseg", "depth", "normals", "edge")
 
@@ -61,23 +66,41 @@ def _sync(device: torch.device) -> None:
 
 
 def setting(method: str, tiny: bool) -> dict[str, Any]:
-    """Recipe, backbone, per-GPU batch and input size of ``method``'s paper setting (or the tiny CPU one)."""
+    """Recipe, backbone, per-GPU batch, tasks and input size of ``method``'s paper setting, or its tiny CPU
+    version: the paper backbone's small relative (HRNet-18; resnet18 at the recipe's output stride; the smoke_vit
+    ViT at 96x128 for ViT methods; SegNet itself) at 64x64, batch 2, the CPU recipes' method options."""
     from mtbench.config import load_recipe
     from mtbench.registry import DATASETS, METHODS
 
     recipe_name, gpus = PAPER.get(method, ("nyud", 1))
     recipe = load_recipe(recipe_name)
-    if tiny:  # every method on HRNet-18 at 64x64 with the smoke recipe's CPU-sized method options
-        smoke = load_recipe("smoke")
-        recipe["methods"] = smoke["methods"]
-        recipe["backbone"], recipe["backbone_cfg"] = "hrnet_w18_small_v2", {}
-        recipe["datasets"] = {"nyud": {"pad_size": [64, 64]}}
-        recipe["num_workers"] = 0
-        batch = 2
-    else:
-        batch = max(1, recipe["batch_size"] // gpus)
-    tasks = ("semseg",) if getattr(METHODS.get(method), "single_task", False) else NYUD_TASKS
-    info = DATASETS.get("nyud").static_info(tasks, dict(recipe["datasets"].get("nyud", {})))
+    if method in BACKBONE:
+        recipe["backbone"], recipe["backbone_cfg"] = BACKBONE[method], {}
+    home = next(iter(recipe["datasets"] or {"nyud": {}}))  # the dataset the recipe is written for
+    own = getattr(DATASETS.get(home), "default_tasks", NYUD_TASKS)  # NYUD's counterparts ('depth_libmtl' → depth)
+    tasks = tuple(n for n in NYUD_TASKS if any(t == n or t.startswith(n + "_") for t in own)) or NYUD_TASKS
+    if home == "nyud":
+        size = DATASETS.get("nyud").static_info(tasks, dict(recipe["datasets"].get("nyud", {}))).image_size
+    else:  # e.g. MTAN's NYUv2 at 288x384: the NYUD pipeline at that size
+        size = DATASETS.get(home).static_info(own, dict(recipe["datasets"][home])).image_size
+    batch = max(1, recipe["batch_size"] // gpus)
+    if tiny:
+        small = load_recipe("smoke_vit" if recipe["backbone"].startswith("vit") else "smoke")
+        recipe["methods"] = small["methods"]
+        if recipe["backbone"].startswith("vit"):
+            recipe["backbone"], recipe["backbone_cfg"], size = small["backbone"], small["backbone_cfg"], (96, 128)
+        elif recipe["backbone_cfg"].get("output_stride"):
+            recipe["backbone"], size = "resnet18", (64, 64)
+            recipe["backbone_cfg"] = {"output_stride": recipe["backbone_cfg"]["output_stride"]}
+        elif recipe["backbone"] != "segnet":
+            recipe["backbone"], recipe["backbone_cfg"], size = "hrnet_w18_small_v2", {}, (64, 64)
+        else:
+            size = (64, 64)
+        recipe["num_workers"], batch = 0, 2
+    recipe["datasets"] = {"nyud": {**recipe["datasets"].get("nyud", {}), "pad_size": list(size)}}
+    if getattr(METHODS.get(method), "single_task", False):
+        tasks = tasks[:1]
+    info = DATASETS.get("nyud").static_info(tasks, dict(recipe["datasets"]["nyud"]))
     return {"recipe": recipe, "recipe_name": recipe_name, "batch": batch, "tasks": tasks, "info": info,
             "gpus": gpus}
 
@@ -207,10 +230,10 @@ def with_option(recipe: dict[str, Any], option: str) -> dict[str, Any]:
     return r
 
 
-def measure_method(method: str, args, device: torch.device, data_root: Path, started: float,
+def measure_method(method: str, args, device: torch.device, fixtures, started: float,
                    log_cost: bool) -> dict[str, Any]:
     s = setting(method, args.tiny)
-    b = Bench(method, s, data_root, device, args.steps, args.warmup)
+    b = Bench(method, s, fixtures(tuple(s["info"].image_size)), device, args.steps, args.warmup)
     recipe = s["recipe"]
     row: dict[str, Any] = {"method": method, "recipe": s["recipe_name"], "backbone": recipe["backbone"],
                            "input": list(s["info"].image_size), "batch": s["batch"], "workers": b.workers,
@@ -381,12 +404,20 @@ def check(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        shape = (48, 64) if args.tiny else (425, 560)  # NYUD's native size; every paper pad_size holds it
-        root = fixture_nyud(Path(tmp), shape, n_train=max(16, 2 * (args.steps + args.warmup)) if not args.tiny
-                            else 8)
+        roots: dict[tuple[int, int], Path] = {}
+
+        def fixtures(pad: tuple[int, int]) -> Path:
+            """NYUD's native 425x560 (48x64 when tiny), cropped to fit a smaller input size."""
+            native = (48, 64) if args.tiny else (425, 560)
+            shape = (min(native[0], pad[0]), min(native[1], pad[1]))
+            if shape not in roots:
+                roots[shape] = fixture_nyud(Path(tmp) / f"{shape[0]}x{shape[1]}", shape,
+                                            8 if args.tiny else max(16, 2 * (args.steps + args.warmup)))
+            return roots[shape]
+
         for i, m in enumerate(methods):
             print(f"[{time.perf_counter() - started:5.0f} s] {m} ...", flush=True)
-            rows.append(measure_method(m, args, device, root, started, log_cost=i == 0))
+            rows.append(measure_method(m, args, device, fixtures, started, log_cost=i == 0))
     print(table(rows, f"{label} (python benchmarks/gpu_check.py{' --tiny' if args.tiny else ''}"
                       f"{' --device ' + args.device if args.device != 'auto' else ''})"))
     first = rows[0]
