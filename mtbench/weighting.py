@@ -308,6 +308,8 @@ class Combiner:
         self.rep = bool(options.get("rep", False)) and self.kind == "gradient"
         self._partition: tuple[list, list] | None = None
         self._features: list[torch.Tensor] | None = None
+        if self.kind == "gradient":
+            self.strategy._agg()  # built now: a missing solver or a bad option fails before the first step
         if self.rep:
             if context().enabled and not self.strategy.gramian_based:
                 raise ConfigError(f"weighting '{name}' with rep: true cannot run data parallel: its aggregator is not "
