@@ -102,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     names = ["fixed"] + [n for n in args.strategies.split(",") if n and n != "fixed"]
     for n in names:
         WEIGHTINGS.get(n)
-    table = Table(title=f"one training step vs fixed ({device.type}, synthetic {recipe['datasets']['synthetic']['height']}"
-                        f"x{recipe['datasets']['synthetic']['width']}, batch {recipe['batch_size']}, 4 tasks, "
+    size = recipe["datasets"]["synthetic"]
+    table = Table(title=f"one training step vs fixed ({device.type}, synthetic {size['height']}x{size['width']}, "
+                        f"batch {recipe['batch_size']}, 4 tasks, "
                         f"median of {args.rounds} interleaved rounds)")
     table.add_column("method")
     table.add_column("strategy")
@@ -139,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             med = statistics.median(times[label][1:])
             table.add_row(method, label, WEIGHTINGS.get(strategy).kind, f"{med * 1e3:.1f}", f"{med / base:.2f}")
     console.print(table)
-    console.print("command: python benchmarks/weighting_cost.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  markup=False)
+    given = argv if argv is not None else sys.argv[1:]
+    console.print("command: python benchmarks/weighting_cost.py " + " ".join(given), markup=False, soft_wrap=True)
     return 0
 
 

@@ -308,6 +308,8 @@ class Combiner:
         self.rep = bool(options.get("rep", False)) and self.kind == "gradient"
         self._partition: tuple[list, list] | None = None
         self._features: list[torch.Tensor] | None = None
+        if self.kind == "gradient":
+            self.strategy._agg()  # built now: a missing solver or a bad option fails before the first step
         if self.rep:
             if context().enabled and not self.strategy.gramian_based:
                 raise ConfigError(f"weighting '{name}' with rep: true cannot run data parallel: its aggregator is not "
@@ -373,8 +375,8 @@ class Combiner:
         return [p for p in params if reach.get(id(p), 0) > 1], [p for p in params if reach.get(id(p), 0) == 1]
 
     def _check(self, direction: torch.Tensor, weights: torch.Tensor | None, vec: torch.Tensor) -> None:
-        bad = not bool(torch.isfinite(direction).all()) or (weights is not None and not bool(torch.isfinite(weights).all()))
-        if bad:
+        finite = bool(torch.isfinite(direction).all()) and (weights is None or bool(torch.isfinite(weights).all()))
+        if not finite:
             raise StrategyFailure(f"weighting '{self.name}' gave non-finite weights or gradients "
                                   f"(weights {None if weights is None else weights.tolist()}, losses "
                                   f"{vec.detach().tolist()}); the run stops here instead of training on NaN")

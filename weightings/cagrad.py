@@ -1,4 +1,5 @@
-"""CAGrad: the update maximising the worst task's improvement within a ball of radius c·‖mean gradient‖ around the mean (c = 0: the mean)."""
+"""CAGrad: the update maximising the worst task's improvement within a ball of radius c·‖mean gradient‖ around the
+mean (c = 0: the mean)."""
 from mtbench.registry import register_weighting
 from mtbench.weighting import GRADIENT_CHECKS, GRADIENT_KEYS, TorchjdAggregation, number
 

@@ -9,6 +9,8 @@ class DualProjStrategy(TorchjdAggregation):
     backend = "torchjd.aggregation.DualProj"
     cfg_keys = {**GRADIENT_KEYS}
     checks = {**GRADIENT_CHECKS}
+    # its default dual-cone projector solves with quadprog (torchjd's quadprog-projector extra)
+    requires, extra = ("qpsolvers", "quadprog"), "solvers"
 
     def build(self):
         from torchjd.aggregation import DualProj

@@ -26,6 +26,9 @@ class GradNorm(GradientStrategy):
 
     gramian_based = True
 
+    def aggregator(self):
+        return None  # GradNorm aggregates itself (``aggregate`` / ``gramian_weights``)
+
     def parameters(self):
         return [self.w]
 

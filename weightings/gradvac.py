@@ -1,11 +1,13 @@
-"""GradVac: each task gradient is moved toward an EMA target cosine with every other (random order); the EMA is checkpointed."""
+"""GradVac: each task gradient is moved toward an EMA target cosine with every other (random order); the EMA is
+checkpointed."""
 from mtbench.registry import register_weighting
 from mtbench.weighting import GRADIENT_CHECKS, GRADIENT_KEYS, TorchjdAggregation, number
 
 
 @register_weighting("gradvac")
 class GradVacStrategy(TorchjdAggregation):
-    paper = "Wang, Tsvetkov, Firat, Cao: Gradient Vaccine: Investigating and Improving Multi-task Optimization in Massively Multilingual Models, ICLR 2021"
+    paper = ("Wang, Tsvetkov, Firat, Cao: Gradient Vaccine: Investigating and Improving Multi-task Optimization in"
+             " Massively Multilingual Models, ICLR 2021")
     backend = "torchjd.aggregation.GradVac"
     cfg_keys = {**GRADIENT_KEYS, "beta": 0.5, "eps": 1e-8}
     checks = {**GRADIENT_CHECKS, "beta": number(0, hi=1), "eps": number(0, strict=True)}

@@ -1,4 +1,5 @@
-"""PCGrad: each task gradient loses its projection on every task gradient it conflicts with (random order), then they are summed."""
+"""PCGrad: each task gradient loses its projection on every task gradient it conflicts with (random order), then they
+are summed."""
 from mtbench.registry import register_weighting
 from mtbench.weighting import GRADIENT_CHECKS, GRADIENT_KEYS, TorchjdAggregation
 

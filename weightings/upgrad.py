@@ -9,6 +9,8 @@ class UPGradStrategy(TorchjdAggregation):
     backend = "torchjd.aggregation.UPGrad"
     cfg_keys = {**GRADIENT_KEYS}
     checks = {**GRADIENT_CHECKS}
+    # its default dual-cone projector solves with quadprog (torchjd's quadprog-projector extra)
+    requires, extra = ("qpsolvers", "quadprog"), "solvers"
 
     def build(self):
         from torchjd.aggregation import UPGrad
