@@ -182,14 +182,14 @@ def test_nyuv2_mtan_fixture_grid_end_to_end(tmp_path):
     from fixtures_real import write_mtan
 
     root = write_mtan(tmp_path / "data", "nyuv2", n_train=2, n_val=1)
-    recs = _grid(tmp_path, root, "nyuv2_mtan", "mtan", [])
-    assert sorted(r["method"] for r in recs) == ["mtan", "single", "single", "single"]
-    mtan = next(r for r in recs if r["method"] == "mtan")
+    recs = _grid(tmp_path, root, "nyuv2_mtan", "segnet_split", [])  # mtan end to end: test_mtan_synthetic (CPU)
+    assert sorted(r["method"] for r in recs) == ["segnet_split", "single", "single", "single"]
+    mtan = next(r for r in recs if r["method"] == "segnet_split")
     assert mtan["status"] == "done" and mtan["backbone"] == "segnet" and mtan["recipe_name"] == "nyuv2_mtan"
     assert mtan["delta_m"]["convention"] == "all"
     assert set(mtan["metrics"]["normals_libmtl"]) == {"mean", "median", "a11.25", "a22.5", "a30", "loss"}
     md = (tmp_path / "res" / "leaderboards" / "leaderboard.md").read_text()
-    assert "Δm over all 9 metrics" in md and "| **mtan** |" in md
+    assert "Δm over all 9 metrics" in md and "| **segnet_split** |" in md
 
 
 def test_cityscapes_mtan_fixture_hps_end_to_end(tmp_path):
@@ -206,3 +206,23 @@ def test_cityscapes_mtan_fixture_hps_end_to_end(tmp_path):
     assert hps["backbone_info"]["strides"][-1] == 8 and hps["config"]["recipe"]["methods"]["single"]["head"] == "aspp"
     md = (tmp_path / "res" / "leaderboards" / "leaderboard.md").read_text()
     assert md.count("Δm over all 4 metrics") == 1 and "Δm primary % ↑" in md
+
+
+def test_step_schedule_and_the_recipes_epochs():
+    from mtbench.config import apply_override, load_recipe, validate_recipe
+    from mtbench.optim import lr_factor
+    from mtbench.recipe_check import ConfigError
+
+    step = {"name": "step", "step_size": 10, "gamma": 0.5}
+    assert [lr_factor(i, 100, step) for i in (0, 9, 10, 19, 20)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+    # StepLR(step_size=100 epochs, gamma 0.5) over 200 epochs, at each recipe's iterations per epoch (drop_last)
+    for name, n_train in (("nyuv2_mtan", 795), ("nyuv2_mtan_hps", 795), ("cityscapes_mtan", 2975),
+                          ("cityscapes_mtan_hps", 2975)):
+        r = load_recipe(name)
+        per_epoch = n_train // r["batch_size"]
+        assert (r["iterations"], r["schedule"]["step_size"]) == (200 * per_epoch, 100 * per_epoch), name
+        assert r["optimizer"]["name"] == "adam" and r["optimizer"]["lr"] == 1e-4 and r["schedule"]["gamma"] == 0.5
+    r = load_recipe("nyuv2_mtan")
+    apply_override(r, "schedule={name: step}")
+    with pytest.raises(ConfigError, match="step_size"):
+        validate_recipe(r)

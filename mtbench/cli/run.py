@@ -144,7 +144,7 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
                     data_dir=args.data_dir, backbone_weights=args.backbone_weights)
     runs = expand_grid(spec)
     console.print(f"grid: {len(runs)} runs ({', '.join(sorted({r.method for r in runs}))}) on "
-                  f"{spec.dataset} [{', '.join(tasks)}] with {spec.backbone}, recipe '{recipe['name']}'"
+                  f"{spec.dataset} [{', '.join(tasks)}] with {'/'.join(dict.fromkeys(r.backbone for r in runs))}, recipe '{recipe['name']}'"
                   + (f" with --set {' '.join(recipe['overrides'])}" if recipe["overrides"] else "")
                   + f", seeds {spec.seeds} → {args.results}", soft_wrap=True, markup=False)
     # Pre-flight: names, devices vs batch, backbone options, split sizes, the data itself: once, before any run.
