@@ -1,7 +1,19 @@
-"""CPU seconds per image of the boundary evaluator, side by side with the implementation it
-replaced, in one process; and a check that both give the same per-threshold counts.
+"""CPU seconds per image of the boundary evaluator, side by side with the implementations it
+replaced, in one process; and a check that all give the same per-threshold counts.
 
     python benchmarks/boundary_speed.py [--repeats 1] [--skip-previous]
+
+Columns: ``now``; ``pairs`` = now, but one annotator's counts from the full pair sets of
+``match_pairs`` (rectangular LAPJVsp on every component), as before ``match_count``; ``00f0945``
+= the frozen implementation below. Where the time went (cProfile, 2 synthetic NYUD images, 101
+thresholds, NMS, before match_count: 6.3 s CPU per image): 85% in scipy's LAPJVsp
+(``min_weight_full_bipartite_matching``), nearly all of it on the one large component per
+threshold (6.7k GT x 13k predicted pixels at low thresholds); its rectangular form resets its
+column arrays for every row, i.e. rows x columns work. 8% thinning (197 maps), the rest sorting
+and CSR building. LAPJVsp itself (not its searches) is the cost: a faithful Python port of it
+with sparse state (identical matchings) was slower still, because ~70% of the rows of the large
+components need a search. The square form used now lets LAPJVsp's initial reductions assign
+rows before the per-row searches, about 2x less on those components.
 
 The previous implementation (commit 00f0945: skimage thinning of every thresholded map, and one
 LAPJVsp solve per threshold and annotator on the whole graph) is frozen below, for this comparison
@@ -29,9 +41,25 @@ from skimage.morphology import thin as skimage_thin
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import mtbench.metrics.boundary_image as boundary_image  # noqa: E402
 from mtbench.metrics.boundary import evaluate_image, hed_thresholds, uniform_thresholds  # noqa: E402
-from mtbench.metrics.boundary_match import candidate_pairs, max_dist_pixels  # noqa: E402
+from mtbench.metrics.boundary_match import candidate_pairs, match_count, match_pairs, max_dist_pixels  # noqa: E402
 from mtbench.metrics.boundary_nms import structured_edge_nms  # noqa: E402
+
+
+def pairs_count(i, j, d, n_pred, n_gt, radius) -> int:
+    """One annotator's pair count from the full matching (the path before match_count)."""
+    return int(match_pairs(i, j, d, n_pred, n_gt, radius)[1].sum())
+
+
+def evaluate_with(count):
+    def run(p, g, thr, md, nms):
+        boundary_image.match_count = count
+        try:
+            return evaluate_image(p, g, thr, md, nms=nms)
+        finally:
+            boundary_image.match_count = match_count
+    return run
 
 
 def previous_correspond(pred: np.ndarray, gt: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -146,16 +174,19 @@ def main() -> None:
         for n in (5, 99):
             cases.append((f"BSDS mini-bench, 321x481, {n} thr, no NMS", *mb, uniform_thresholds(n), 0.0075, False))
     width = max(len(c[0]) for c in cases)
-    print(f"{'case':<{width}}  {'now s/img':>9}  {'before s/img':>12}  {'speed-up':>8}  counts")
+    print(f"{'case':<{width}}  {'now s/img':>9}  {'pairs s/img':>11}  {'00f0945 s/img':>13}  "
+          f"{'vs pairs':>8}  {'vs 00f0945':>10}  counts")
+    now_fn, pairs_fn = evaluate_with(match_count), evaluate_with(pairs_count)
     for name, preds, gts, thr, md, nms in cases:
-        now, c_now = cpu_seconds(lambda p, g: evaluate_image(p, g, thr, md, nms=nms), preds, gts, args.repeats)
+        now, c_now = cpu_seconds(lambda p, g: now_fn(p, g, thr, md, nms), preds, gts, args.repeats)
         if args.skip_previous:
             print(f"{name:<{width}}  {now:9.3f}")
             continue
+        pairs, c_pairs = cpu_seconds(lambda p, g: pairs_fn(p, g, thr, md, nms), preds, gts, args.repeats)
         before, c_before = cpu_seconds(lambda p, g: previous_evaluate_image(p, g, thr, md, nms), preds, gts, args.repeats)
-        same = all(np.array_equal(a, b) for a, b in zip(c_now, c_before))
-        print(f"{name:<{width}}  {now:9.3f}  {before:12.3f}  {before / now:7.1f}x  {'identical' if same else 'DIFFER'}",
-              flush=True)
+        same = all(np.array_equal(a, b) and np.array_equal(a, c) for a, b, c in zip(c_now, c_before, c_pairs))
+        print(f"{name:<{width}}  {now:9.3f}  {pairs:11.3f}  {before:13.3f}  {pairs / now:7.1f}x  {before / now:9.1f}x  "
+              f"{'identical' if same else 'DIFFER'}", flush=True)
 
 
 if __name__ == "__main__":

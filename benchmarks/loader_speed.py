@@ -47,18 +47,21 @@ def datasets(tmp: Path, which: list[str]) -> dict:
     return out
 
 
-def measure(ds, batch_size: int, batches: int, workers: int, pin: bool, persistent: bool) -> tuple[float, float]:
-    """(images/s of the first pass, images/s of the second pass)."""
+def measure(ds, batch_size: int, batches: int, workers: int, pin: bool, persistent: bool
+            ) -> tuple[float, float, float | None]:
+    """(images/s of the first pass, images/s of the second pass, CPU ms per image of the second pass when the
+    main process loads (workers 0): what one worker process costs per image, whatever else runs on the box)."""
     sampler = IterationBatchSampler(len(ds), min(batch_size, len(ds)), seed=0, start=0, total=batches)
     loader = DataLoader(ds, batch_sampler=sampler, num_workers=workers, collate_fn=collate, pin_memory=pin,
                         persistent_workers=persistent and workers > 0, prefetch_factor=4 if workers else None)
     rates = []
     for _ in range(2):
-        start, n = time.perf_counter(), 0
+        start, cpu, n = time.perf_counter(), time.process_time(), 0
         for batch in loader:
             n += batch["image"].shape[0]
         rates.append(n / (time.perf_counter() - start))
-    return rates[0], rates[1]
+        cpu_ms = 1000 * (time.process_time() - cpu) / n
+    return rates[0], rates[1], (cpu_ms if workers == 0 else None)
 
 
 def main() -> None:
@@ -67,20 +70,21 @@ def main() -> None:
     p.add_argument("--workers", default="0,2", help="comma list of num_workers values")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--batches", type=int, default=8)
-    p.add_argument("--threads", type=int, default=1, help="torch threads in the main process")
+    p.add_argument("--threads", type=int, default=1, help="torch threads in the main process (a worker has 1)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     pin_options = [False, True] if torch.cuda.is_available() else [False]
     table = Table(title=f"DataLoader images/s (batch {args.batch_size}, {args.batches} batches per pass)")
-    for col in ("dataset", "workers", "pin_memory", "persistent", "pass 1", "pass 2"):
+    for col in ("dataset", "workers", "pin_memory", "persistent", "pass 1", "pass 2", "CPU ms/img"):
         table.add_column(col, justify="left" if col == "dataset" else "right")
     with tempfile.TemporaryDirectory() as tmp:
         for name, ds in datasets(Path(tmp), args.datasets.split(",")).items():
             for workers in (int(w) for w in args.workers.split(",")):
                 for pin in pin_options:
                     for persistent in ([False, True] if workers else [False]):
-                        r1, r2 = measure(ds, args.batch_size, args.batches, workers, pin, persistent)
-                        table.add_row(name, str(workers), str(pin), str(persistent), f"{r1:.1f}", f"{r2:.1f}")
+                        r1, r2, cpu = measure(ds, args.batch_size, args.batches, workers, pin, persistent)
+                        table.add_row(name, str(workers), str(pin), str(persistent), f"{r1:.1f}", f"{r2:.1f}",
+                                      "—" if cpu is None else f"{cpu:.0f}")
     Console().print(table)
 
 

@@ -46,12 +46,38 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "eval_every": 0,  # 0 = only at the end
     "checkpoint_every": 500,
     "num_workers": 2,
+    # Speed options (mtbench/perf.py). Off by default, and left out of run ids while off (HASH_NEUTRAL).
+    "perf": {"channels_last": False, "compile": False, "tf32": False},
     "backbone": "resnet18",
     "backbone_cfg": {},  # extra timm.create_model arguments, e.g. {drop_path_rate: 0.15} (InvPT's ViT-L)
     "eval": {"edge_protocol": "seism"},  # evaluator settings; edge_protocol: see metrics/boundary_protocol
     "datasets": {},  # dataset name -> dataset cfg (sizes, crop, cache_dir ...)
     "methods": {},  # method name -> method cfg (head widths, depths ...)
+    "loss_weights": {},  # task name -> weight of its loss; default: the papers' values (tasks/*.py ``weights``)
+    "weighting": {},  # weighting strategy name -> its options (weightings/*.py); which one: RunConfig.weighting
 }
+
+
+# Keys added after run ids existed: while they hold these values a run's id is what it was without them.
+# (section, key) -> value; ``optimizer.fused`` is optional (absent = False).
+HASH_NEUTRAL: dict[tuple[str, str], Any] = {
+    **{("perf", k): v for k, v in RECIPE_DEFAULTS["perf"].items()},
+    ("optimizer", "fused"): False,
+}
+
+
+def without_neutral_defaults(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The recipe minus the HASH_NEUTRAL keys at their neutral value (and a section they leave empty)."""
+    out = dict(recipe)
+    for (section, key), neutral in HASH_NEUTRAL.items():
+        sub = out.get(section)
+        if isinstance(sub, dict) and key in sub and sub[key] == neutral and type(sub[key]) is type(neutral):
+            sub = {k: v for k, v in sub.items() if k != key}
+            out[section] = sub
+    for section in {s for s, _ in HASH_NEUTRAL}:
+        if out.get(section) == {} and section not in ("optimizer",):
+            del out[section]
+    return out
 
 
 def _merge(base: dict, update: dict, path: str = "") -> dict:
@@ -109,11 +135,12 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> dict[s
     recipe = copy.deepcopy(base)
     for item in overrides or []:
         apply_override(recipe, item)
-    for section in ("datasets", "methods"):
+    for section in ("datasets", "methods", "weighting"):
         for k, v in list(recipe.get(section, {}).items()):
             recipe[section][k] = {} if v is None else v
     validate(recipe, RECIPE_DEFAULTS)
     validate_plugin_sections(recipe)
+    _check_weighting(recipe)
     recipe["overrides"] = changes(base, recipe)
     return recipe
 
@@ -163,6 +190,13 @@ def validate_recipe(r: dict) -> None:
     """Every key and value of a resolved recipe (kept for callers that build recipes in code)."""
     validate(r, RECIPE_DEFAULTS)
     validate_plugin_sections(r)
+    _check_weighting(r)
+
+
+def _check_weighting(recipe: dict) -> None:
+    from mtbench.weighting import check_recipe
+
+    check_recipe(recipe)
 
 
 def default_recipe(dataset: str) -> str:
@@ -198,6 +232,8 @@ class RunConfig:
     recipe: dict[str, Any] = field(hash=False, compare=False)
     data_dir: str | None = field(default=None, hash=False, compare=False)
     backbone_weights: str | None = field(default=None, hash=False, compare=False)
+    #: how the per-task losses are combined (weightings/*.py); "fixed" is the recipe's weighted sum
+    weighting: str = "fixed"
 
     @property
     def dataset_cfg(self) -> dict[str, Any]:
@@ -216,8 +252,25 @@ class RunConfig:
 
     def reference_recipe(self) -> dict[str, Any]:
         """The recipe minus method sections: runs sharing it are comparable (same data, schedule). ``overrides``
-        only describes how the values were given, so it changes no id."""
-        return {k: v for k, v in self.recipe.items() if k not in ("methods", "description", "overrides")}
+        only describes how the values were given, so it changes no id; nor do speed options left off (HASH_NEUTRAL).
+        Loss weights and strategy options are left out here and enter ``identity`` / ``setting_key`` only where they
+        differ from the defaults, so that the ids of runs made before either existed stay the same."""
+        kept = {k: v for k, v in self.recipe.items()
+                if k not in ("methods", "description", "overrides", "loss_weights", "weighting")}
+        return without_neutral_defaults(kept)
+
+    def loss_weight_changes(self, tasks: tuple[str, ...] | None = None) -> dict[str, float]:
+        """The recipe's loss weights that differ from the papers' (of ``tasks``; default: this run's tasks)."""
+        from mtbench.weighting import changed_loss_weights
+
+        return changed_loss_weights(self.recipe, self.tasks if tasks is None else tasks)
+
+    @property
+    def weighting_cfg(self) -> dict[str, Any]:
+        """This run's strategy options, the strategy's defaults filled in."""
+        from mtbench.weighting import strategy_options
+
+        return strategy_options(self.weighting, self.recipe)
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -229,21 +282,27 @@ class RunConfig:
             "recipe": self.reference_recipe(),
             "method_cfg": self.method_cfg,
             "backbone_weights": Path(self.backbone_weights).name if self.backbone_weights else None,
+            **({"loss_weights": self.loss_weight_changes()} if self.loss_weight_changes() else {}),
+            # absent for "fixed": the ids of the runs made before strategies existed stay the same
+            **({"weighting": {"name": self.weighting, "options": self.weighting_cfg}}
+               if self.weighting != "fixed" else {}),
         }
 
     @property
     def run_id(self) -> str:
         tasks = "+".join(self.tasks)
-        return f"{self.method}_{self.dataset}_{self.backbone}_{tasks}_s{self.seed}_{stable_hash(self.identity(), 8)}"
+        method = self.method if self.weighting == "fixed" else f"{self.method}-{self.weighting}"
+        return f"{method}_{self.dataset}_{self.backbone}_{tasks}_s{self.seed}_{stable_hash(self.identity(), 8)}"
 
     @property
     def setting_key(self) -> str:
-        """Runs with equal setting keys (bar method, tasks, seed) may be compared in one table."""
-        return stable_hash(
-            {"dataset": self.dataset, "backbone": self.backbone, "recipe": self.reference_recipe(),
-             "weights": self.identity()["backbone_weights"]},
-            8,
-        )
+        """Runs with equal setting keys (bar method, weighting strategy, tasks, seed) may be compared in one table."""
+        key = {"dataset": self.dataset, "backbone": self.backbone, "recipe": self.reference_recipe(),
+               "weights": self.identity()["backbone_weights"]}
+        changed = self.loss_weight_changes(tuple(self.recipe.get("loss_weights") or ()))
+        if changed:  # every task's, so that a multi-task run and its single-task references share the key
+            key["loss_weights"] = changed
+        return stable_hash(key, 8)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -257,5 +316,5 @@ class RunConfig:
         return cls(
             method=d["method"], dataset=d["dataset"], tasks=tuple(d["tasks"]), backbone=d["backbone"],
             seed=int(d["seed"]), recipe=d["recipe"], data_dir=d.get("data_dir"),
-            backbone_weights=d.get("backbone_weights"),
+            backbone_weights=d.get("backbone_weights"), weighting=d.get("weighting", "fixed"),
         )

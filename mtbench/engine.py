@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mtbench import checkpoint, threads
+from mtbench import checkpoint, perf, qualitative, threads
+from mtbench import trivial as trivial_scores
 from mtbench.config import RunConfig
 from mtbench.data.loader import eval_loader, train_loader
 from mtbench.distributed import all_reduce_sum, barrier, context, device_names, per_device_batch, prepare_model
@@ -22,6 +23,7 @@ from mtbench.optim import build_optimizer, build_scheduler
 from mtbench.profiling import count_flops, environment, param_counts, peak_memory_mb, reset_peak_memory
 from mtbench.registry import BACKBONES, DATASETS, METHODS, TASKS
 from mtbench.train_log import NonFiniteLoss, TrainLog, stdout_is_terminal  # noqa: F401 (NonFiniteLoss: API)
+from mtbench.weighting import Combiner, resolved_loss_weights
 
 
 def make_progress(disable: bool = False) -> Progress:
@@ -88,30 +90,42 @@ def run(
     local_batch = per_device_batch(recipe["batch_size"], ctx.world_size)
     started = datetime.now(timezone.utc).isoformat()
     thread_plan = threads.apply(recipe["num_workers"])
+    if device.type == "cuda":
+        perf.configure_tf32(perf.options(recipe)["tf32"])
     seed_everything(cfg.seed)
     train_ds, val_ds = build_data(cfg, run_dir.parent.parent / "cache")
     info = train_ds.info
     model, tasks, backbone = build_model(cfg, info)
     model.to(device)
+    perf.prepare_model(model, recipe)
     # A model that runs modules without using their output (parity flags) says so itself.
     find_unused = bool(getattr(model, "find_unused_parameters", False))
     net = prepare_model(model, device, bool(recipe["sync_bn"]), find_unused)
     model = net.module if net is not model else model  # SyncBN conversion may replace submodules
     optimizer = build_optimizer(model, recipe["optimizer"])
+    weights = resolved_loss_weights(recipe, cfg.tasks, info.loss_weight_profile)
+    shared_rep = getattr(model, "backbone", backbone)  # where ``rep: true`` aggregates: the backbone's output
+    combiner = Combiner(cfg.weighting, cfg.weighting_cfg, list(cfg.tasks), model, shared_rep,
+                        {"n_train": len(train_ds), "batch_size": recipe["batch_size"]})
+    combiner.strategy.to(device)
+    if combiner.strategy.parameters():  # learned task weights train with the model (no weight decay)
+        optimizer.add_param_group({"params": combiner.strategy.parameters(), "weight_decay": 0.0})
     total = recipe["iterations"]
     scheduler = build_scheduler(optimizer, recipe["schedule"], total)
     ckpt_dir = run_dir / "checkpoints"
     resume = checkpoint.load_latest(ckpt_dir, model, optimizer, scheduler, device, is_main=ctx.is_main)
     start, history = resume.iteration, resume.extra.get("history", [])
-    weights = {t: task.weight(info) for t, task in tasks.items()}
+    combiner.load_state_dict(resume.extra.get("weighting"))
     aux_losses = getattr(model, "aux_losses", None)  # deep supervision that is not the task's own output
     use_amp = bool(recipe["amp"]) and device.type == "cuda"
     pin = device.type == "cuda"
+    step = TrainStep(net, model, optimizer, tasks, weights, aux_losses, device, use_amp, recipe, combiner)
     reset_peak_memory(device)
 
     def save(it: int) -> None:
         log.flush()  # raises on a non-finite loss, and checkpoint.save on non-finite weights: never checkpointed
-        checkpoint.save(ckpt_dir, model, optimizer, scheduler, it, {"history": history}, write=ctx.is_main)
+        checkpoint.save(ckpt_dir, model, optimizer, scheduler, it,
+                        {"history": history, "weighting": combiner.state_dict()}, write=ctx.is_main)
         barrier()  # one writer; every rank resumes from the same file
 
     own_progress = progress is None
@@ -130,21 +144,15 @@ def run(
         t_end = time.perf_counter()
         for it, batch in enumerate(loader, start=start):
             t_data = time.perf_counter()
-            images = batch["image"].to(device, non_blocking=True)
-            targets = {t: batch[t].to(device, non_blocking=True) for t in tasks}  # once, for every output level
-            with autocast(device, use_amp):
-                out = net(images)
-            losses = task_losses(out, targets, tasks, weights, aux_losses)
-            optimizer.zero_grad(set_to_none=True)
-            sum(losses.values()).backward()
-            if recipe.get("grad_clip"):
-                torch.nn.utils.clip_grad_norm_(model.parameters(), float(recipe["grad_clip"]))
             lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
+            losses = step(batch)
+            task_weights = step.task_weights
             scheduler.step()
             done = it + 1
+            combiner.after_step(done, step.losses_again)
             now = time.perf_counter()
-            log.step(done, losses, lr, now - t_end, t_data - t_end)
+            log.step(done, losses, lr, now - t_end, t_data - t_end,
+                     None if task_weights is None else {"task_weights": task_weights})
             if log.last_loss is not None and done % log.sync_every == 0:
                 progress.update(bar, completed=done, status=f"loss {log.last_loss:.4f}")
             if recipe["eval_every"] and done % recipe["eval_every"] == 0 and done < total:
@@ -163,13 +171,22 @@ def run(
         train_time = time.perf_counter() - t0
         t1 = time.perf_counter()
         metrics = _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress,
-                            pred_dir=run_dir / "predictions")
+                            pred_dir=run_dir / "predictions",
+                            qualitative=(run_dir / qualitative.DIR_NAME, qualitative.fixed_ids(val_ds)))
         eval_time = time.perf_counter() - t1
         log.evaluation(total, metrics, primary)
         shard = {"rank": ctx.rank, "world_size": ctx.world_size}
-        priors = fit_priors(eval_loader(train_ds, local_batch, recipe["num_workers"], False, **shard), tasks, info)
-        trivial = evaluate_trivial(priors, eval_loader(val_ds, local_batch, recipe["num_workers"], False, **shard),
-                                   tasks, info, recipe["eval"], torch.device("cpu"), subset_ids(val_ds, tasks))
+
+        def score_trivial(names: list[str]) -> dict[str, dict[str, float]]:
+            some = {t: tasks[t] for t in names}
+            priors = fit_priors(eval_loader(train_ds, local_batch, recipe["num_workers"], False, **shard), some,
+                                info)
+            return evaluate_trivial(priors, eval_loader(val_ds, local_batch, recipe["num_workers"], False, **shard),
+                                    some, info, recipe["eval"], torch.device("cpu"), subset_ids(val_ds, some))
+
+        keys = {t: trivial_scores.cache_key(cfg.dataset, t, info, cfg.dataset_cfg, recipe["eval"], cfg.data_dir)
+                for t in tasks}
+        trivial = trivial_scores.cached_scores(run_dir.parent.parent / "cache", keys, score_trivial)
     checkpoint.save_final(ckpt_dir, model, total, write=ctx.is_main)  # what a finished run keeps
     return {
         "run_id": cfg.run_id,
@@ -179,6 +196,8 @@ def run(
         "seed": cfg.seed, "recipe_name": recipe["name"], "setting_key": cfg.setting_key,
         "single_task_reference": bool(getattr(METHODS.get(cfg.method), "single_task", False)),
         "method_notes": list(getattr(model, "record_notes", [])),  # what the model says it computes
+        "loss_weights": weights,  # each task's loss weight (the recipe's, else the paper's)
+        "weighting": combiner.describe(),
         "metrics": metrics,
         "primary_metrics": primary,
         # the setting's Δm convention (leaderboard.py): primary metrics, or every metric the tasks list
@@ -205,13 +224,55 @@ def run(
         "train_images_per_s": (total - start) * recipe["batch_size"] / train_time if train_time > 0 else None,
         "peak_memory": peak_memory_mb(device),
         "precision": "bf16-autocast" if use_amp else "fp32",
+        "perf": perf.describe(recipe),
         "threads": thread_plan,
         "environment": environment(device),
         "started_at": started, "finished_at": datetime.now(timezone.utc).isoformat(),
     }
 
 
-def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress, pred_dir=None):
+class TrainStep:
+    """One optimizer step on one batch: inputs to the device, forward under autocast, the task losses, the
+    weighting strategy's backward (``combiner``; none: the plain sum), gradient clipping, update. The engine's loop
+    and ``benchmarks/gpu_check.py`` call this same code."""
+
+    def __init__(self, net, model, optimizer, tasks, weights, aux_losses, device, use_amp, recipe, combiner=None):
+        self.net, self.model, self.optimizer, self.tasks, self.weights = net, model, optimizer, tasks, weights
+        self.aux_losses, self.device, self.use_amp, self.recipe = aux_losses, device, use_amp, recipe
+        self.combiner = combiner
+        self.forward = perf.training_forward(net, recipe)
+        self.clip = float(recipe["grad_clip"]) if recipe.get("grad_clip") else None
+        self.task_weights: dict[str, float] | None = None  # what the strategy applied at the last step
+        self._batch: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The weighted per-task losses, on the device (no host sync)."""
+        images = perf.prepare_input(batch["image"].to(self.device, non_blocking=True), self.recipe)
+        targets = {t: batch[t].to(self.device, non_blocking=True) for t in self.tasks}  # once, for every level
+        hooks = self.combiner.forward_context(self.net) if self.combiner else nullcontext()
+        with hooks, autocast(self.device, self.use_amp):
+            out = self.forward(images)
+        losses = task_losses(out, targets, self.tasks, self.weights, self.aux_losses)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.combiner is None:
+            sum(losses.values()).backward()
+        else:  # "fixed": sum(losses.values()).backward(), as always
+            self.task_weights = self.combiner.backward(losses)
+        if self.clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.optimizer.step()
+        self._batch = (images, targets)
+        return losses
+
+    def losses_again(self) -> dict[str, torch.Tensor]:
+        """The last step's batch through the updated model: what FAMO compares the losses before with."""
+        images, targets = self._batch
+        with autocast(self.device, self.use_amp):
+            out = self.net(images)
+        return task_losses(out, targets, self.tasks, self.weights, self.aux_losses)
+
+
+def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress, pred_dir=None, qualitative=None):
     model.eval()
     ctx = context()
     loader = eval_loader(val_ds, per_device_batch(recipe["batch_size"], ctx.world_size), recipe["num_workers"], pin,
@@ -220,10 +281,11 @@ def _evaluate(model, val_ds, tasks, info, recipe, device, use_amp, pin, progress
 
     def predict(images):
         with torch.inference_mode(), autocast(device, use_amp):
-            return {t: v.float() for t, v in model(images)["final"].items()}
+            return {t: v.float() for t, v in model(perf.prepare_input(images, recipe))["final"].items()}
 
     with torch.inference_mode():
         result = evaluate(predict, loader, tasks, info, recipe["eval"], device, pred_dir=pred_dir,
+                          qualitative=qualitative,
                           on_batch=lambda: progress.advance(bar), eval_ids=subset_ids(val_ds, tasks))
     progress.remove_task(bar)
     return result

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -59,18 +60,50 @@ def evaluate(
     pred_dir: Path | None = None,
     on_batch: Callable[[], None] | None = None,
     eval_ids: dict[str, frozenset[str]] | None = None,
+    qualitative: tuple[Path, frozenset[str]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metrics per task, plus the task loss on the val split under the key ``loss``.
 
     ``predict`` maps an image batch to logits per task, so the same loop scores a network and a
-    trivial constant predictor.
+    trivial constant predictor. ``qualitative`` = (directory, ids): the images whose input, targets and
+    predictions are kept for the report (``mtbench.qualitative``).
     """
+    state = accumulate(predict, batches, tasks, info, eval_cfg, device, pred_dir, on_batch, eval_ids, qualitative)
+    return summarise(state, tasks, device)
+
+
+@dataclass
+class EvalState:
+    """What the evaluation loop leaves on the device: each task's evaluator and its val-loss sum."""
+
+    evaluators: dict[str, Evaluator]
+    loss_sum: dict[str, torch.Tensor]
+    n_batches: int
+
+
+def accumulate(
+    predict: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    batches: Iterable[dict[str, Any]],
+    tasks: dict[str, Task],
+    info: DatasetInfo,
+    eval_cfg: dict[str, Any],
+    device: torch.device,
+    pred_dir: Path | None = None,
+    on_batch: Callable[[], None] | None = None,
+    eval_ids: dict[str, frozenset[str]] | None = None,
+    qualitative: tuple[Path, frozenset[str]] | None = None,
+) -> EvalState:
+    """The per-batch part of ``evaluate``: no host sync on the device path (``benchmarks/gpu_check.py`` times
+    it as a method's evaluation throughput)."""
+    from mtbench import qualitative as qual
+
     evaluators = {t: task.evaluator(info, eval_cfg) for t, task in tasks.items()}
     loss_sum = {t: torch.zeros((), dtype=torch.float64, device=device) for t in tasks}
     n_batches = 0
     for batch in batches:
         images = batch["image"].to(device, non_blocking=True)
         logits = predict(images)
+        preds = {}
         for t, task in tasks.items():
             target = batch[t].to(device, non_blocking=True)
             if t in logits:
@@ -78,12 +111,21 @@ def evaluate(
                 pred = task.postprocess(logits[t])
             else:  # a trivial predictor gives predictions, not logits
                 pred = task.prior_prediction(batch[f"__prior_{t}"], target)
+            preds[t] = pred
             _update(evaluators[t], pred, target, batch["meta"], (eval_ids or {}).get(t))
             if pred_dir is not None and task.saves_predictions:
                 _save_pngs(pred_dir / t, pred, batch["meta"])
+        if qualitative is not None:
+            qual.save(qualitative[0], batch, preds, tasks, qualitative[1], native_crop)
         n_batches += 1
         if on_batch:
             on_batch()
+    return EvalState(evaluators, loss_sum, n_batches)
+
+
+def summarise(state: EvalState, tasks: dict[str, Task], device: torch.device) -> dict[str, dict[str, float]]:
+    """Pool the state of every process and compute the metrics (the only host syncs of an evaluation)."""
+    evaluators, loss_sum, n_batches = state.evaluators, state.loss_sum, state.n_batches
     # Data parallel: pool the sums of every rank, compute once on rank 0, share the numbers.
     for ev in evaluators.values():
         ev.sync(device)

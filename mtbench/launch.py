@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from mtbench import checkpoint
+from mtbench import checkpoint, threads
 from mtbench.atomic import clean_stale_temps, mb
 from mtbench.config import RunConfig
 from mtbench.distributed import free_port
@@ -43,6 +43,7 @@ class GridSpec:
     recipe: dict[str, Any]
     data_dir: str | None = None
     backbone_weights: str | None = None
+    weightings: tuple[str, ...] = ("fixed",)
 
 
 def is_single_task(method: str) -> bool:
@@ -63,10 +64,15 @@ def method_backbone(method: str, default: str) -> str:
 
 
 def expand_grid(spec: GridSpec) -> list[RunConfig]:
-    """Runs for every (method, seed), plus the single-task references that Δm needs: on each backbone a
-    multi-task method of the grid runs on."""
+    """Runs for every (method, weighting strategy, seed), plus the single-task references that Δm needs: on each
+    backbone a multi-task method of the grid runs on, trained once (one task has nothing to weigh, so they do not
+    depend on the strategy)."""
+    from mtbench.weighting import check_strategy
+
     for m in spec.methods:
         METHODS.get(m)  # fail early, listing the known methods
+    for w in spec.weightings:
+        check_strategy(w, spec.recipe)  # the known list, the options, a missing solver: before any run
     wanted = list(spec.methods)
     multi = [m for m in wanted if not is_single_task(m)]
     ref_backbones = list(dict.fromkeys(method_backbone(m, spec.backbone) for m in multi))
@@ -76,6 +82,7 @@ def expand_grid(spec: GridSpec) -> list[RunConfig]:
             wanted.insert(0, ref)
     runs: dict[str, RunConfig] = {}
     for method in wanted:
+        single = is_single_task(method) or len(spec.tasks) == 1
         task_sets = [(t,) for t in spec.tasks] if is_single_task(method) else [spec.tasks]
         if is_single_task(method):
             backbones = ([spec.backbone] if method in spec.methods else []) + ref_backbones
@@ -83,11 +90,13 @@ def expand_grid(spec: GridSpec) -> list[RunConfig]:
             backbones = [method_backbone(method, spec.backbone)]
         for backbone in dict.fromkeys(backbones):
             weights = spec.backbone_weights if backbone == spec.backbone else None  # SegNet trains from scratch
-            for seed in spec.seeds:
-                for tasks in task_sets:
-                    cfg = RunConfig(method=method, dataset=spec.dataset, tasks=tasks, backbone=backbone, seed=seed,
-                                    recipe=spec.recipe, data_dir=spec.data_dir, backbone_weights=weights)
-                    runs.setdefault(cfg.run_id, cfg)
+            for weighting in (("fixed",) if single else spec.weightings):
+                for seed in spec.seeds:
+                    for tasks in task_sets:
+                        cfg = RunConfig(method=method, dataset=spec.dataset, tasks=tasks, backbone=backbone,
+                                        seed=seed, recipe=spec.recipe, data_dir=spec.data_dir,
+                                        backbone_weights=weights, weighting=weighting)
+                        runs.setdefault(cfg.run_id, cfg)
     return list(runs.values())
 
 
@@ -251,8 +260,7 @@ def _worker(rank: int, cfg_dict: dict, run_dir: str, world: int, port: int, devi
         torch.cuda.set_device(rank)
         device = torch.device("cuda", rank)
     else:
-        device = torch.device("cpu")
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))  # don't oversubscribe the cores
+        device = torch.device("cpu")  # threads: engine.run applies this process's share (spawn_run's environment)
     dist.init_process_group("nccl" if use_cuda else "gloo", rank=rank, world_size=world)
     cfg = RunConfig.from_dict(cfg_dict)
     guard = DeferredSignals(LOCAL_SIGNALS, interrupt_handover(cfg, Path(run_dir)), int(cfg.recipe["iterations"]),
@@ -279,8 +287,20 @@ def spawn_run(cfg, run_dir: Path, devices: int, device_name: str, attempt: int) 
         if torch.cuda.device_count() < devices:
             raise ValueError(f"--devices {devices} asked for, but only {torch.cuda.device_count()} CUDA devices are "
                              f"visible")
-    ctx = mp.spawn(_worker, args=(cfg.to_dict(), str(run_dir), devices, free_port(), device_name, attempt),
-                   nprocs=devices, join=False)
+    # Each process gets its share of this one's CPU budget (read by its BLAS runtimes when they load, and by
+    # threads.apply in engine.run): N processes never oversubscribe the cores.
+    share = threads.child_environment(devices)
+    saved = {k: os.environ.get(k) for k in share}
+    os.environ.update(share)
+    try:
+        ctx = mp.spawn(_worker, args=(cfg.to_dict(), str(run_dir), devices, free_port(), device_name, attempt),
+                       nprocs=devices, join=False)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     seen: list[int] = []
 
     def forward(signum: int, frame: Any) -> None:

@@ -1,5 +1,8 @@
 """Leaderboards from run records alone: mean ± std over seeds and Δm against single-task references.
 
+One row per (method, weighting strategy); every strategy's Δm is against the same references, which do not
+depend on the strategy. A row's label is the method, followed by `· strategy` when that is not `fixed`.
+
 Δm = (1/T) Σ_t (−1)^{l_t} (M_m,t − M_st,t) / M_st,t × 100, with l_t = 1 where lower is better, one
 primary metric per task, and references trained with the same backbone, data and recipe (the
 same ``setting_key``). Δm is computed per seed of the method against the references' mean over
@@ -26,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from mtbench.records import atomic_write_text, describe_skipped, scan_records, setting_line
+from mtbench.units import decimals, primary, unit
 
 MISSING = "—"
 
@@ -52,9 +56,33 @@ class Column:
         self.key = self.key or self.task
 
     @property
+    def unit(self) -> str:
+        return unit(self.task, self.metric)
+
+    @property
+    def decimals(self) -> int:
+        return decimals(self.task, self.metric)
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self.higher_is_better else "↓"
+
+    @property
+    def name(self) -> str:
+        """'semseg mIoU %', 'depth rmse m', 'edge_loss': the metric and its unit, no direction."""
+        base = f"{self.task}_loss" if self.metric == "loss" else f"{self.task} {self.metric}"
+        return f"{base} {self.unit}" if self.unit else base
+
+    @property
     def label(self) -> str:
-        name = f"{self.task}_loss" if self.metric == "loss" else f"{self.task} {self.metric}"
-        return f"{name} {'↑' if self.higher_is_better else '↓'}"
+        return f"{self.name} {self.arrow}"
+
+
+#: the columns after the tasks': (row key, header, decimals, higher is better); Δm's direction is in its header
+EXTRA_COLUMNS = [("delta_m", "Δm % ↑", 2, True), ("params_M", "Params (M)", 2, False),
+                 ("gflops", "GFLOPs", 2, False), ("img_s", "train img/s", 1, True), ("peak_mb", "peak MB", 0, False)]
+#: an "all metrics" table shows both conventions: Δm over every metric, then over the primary ones
+ALL_DELTAS = [("delta_m", "Δm all % ↑", 2, True), ("delta_m_primary", "Δm primary % ↑", 2, True)]
 
 
 @dataclass
@@ -65,6 +93,11 @@ class Table:
     rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     convention: str = "primary"  # Δm over the primary metrics, or over all metrics ("all": delta_m_primary too)
+
+
+def weighting_of(record: dict) -> str:
+    """The run's weighting strategy ("fixed" for records made before strategies existed)."""
+    return (record.get("config") or {}).get("weighting") or "fixed"
 
 
 def _primary(record: dict, task: str) -> tuple[str, bool]:
@@ -133,7 +166,8 @@ def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dic
     columns = []
     for t in tasks:
         source = next((r for r in members + ref_by_task[t]), None)
-        metric, hib = _primary(source, t) if source else ("?", True)
+        # no finished run: the task's own primary metric (a table of failed runs names its metrics right)
+        metric, hib = _primary(source, t) if source else (primary(t) or ("?", True))
         columns.append(Column(t, metric, hib))
     primary_columns, convention = columns, _convention(members + refs)
     if convention == "all":
@@ -173,10 +207,15 @@ def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dic
     ref_row["delta_m_primary"] = ref_row["delta_m"]
     table.rows.append(ref_row)
 
-    for method in sorted({r["method"] for r in members_all}):
-        runs = [r for r in members if r["method"] == method]
-        planned = len({r["seed"] for r in members_all if r["method"] == method})
-        row: dict[str, Any] = {"method": method, "seeds": _seeds(len(runs), planned)}
+    for method, strategy in sorted({(r["method"], weighting_of(r)) for r in members_all},
+                                   key=lambda k: (k[0], k[1] != "fixed", k[1])):
+        def mine(r: dict) -> bool:
+            return r["method"] == method and weighting_of(r) == strategy
+
+        runs = [r for r in members if mine(r)]
+        planned = len({r["seed"] for r in members_all if mine(r)})
+        label = method if strategy == "fixed" else f"{method} · {strategy}"
+        row: dict[str, Any] = {"method": label, "seeds": _seeds(len(runs), planned)}
         for c in columns:
             row[c.key] = _stats([_value(r, c) for r in runs])[:2]
         complete = len(ref_mean) == len(columns)
@@ -202,6 +241,7 @@ def _table(key: str, tasks: tuple[str, ...], members: list[dict], refs: list[dic
         if len(ref_mean) == len(columns) else (float("nan"), float("nan"))
     table.rows.append(triv)
     table.notes += list(dict.fromkeys(f"{r['method']}: {n}" for r in members_all for n in r.get("method_notes", [])))
+    table.notes += list(dict.fromkeys(_weighting_note(r) for r in members_all if weighting_of(r) != "fixed"))
     for r in failed:
         table.notes.append(f"failed run {r['run_id']}: {r.get('error', '?')}")
     return table
@@ -233,25 +273,43 @@ def _primary_delta(runs: list[dict], primary: dict[str, Column], ref_mean: dict[
     return _stats([delta_m({t: _value(r, c) for t, c in primary.items()}, refs, dirs) for r in runs])[:2]
 
 
-def _fmt(mean: float, std: float = float("nan")) -> str:
+def _weighting_note(r: dict) -> str:
+    w = r.get("weighting") or {"name": weighting_of(r)}
+    opts = ", ".join(f"{k}={v}" for k, v in (w.get("options") or {}).items())
+    where = f", aggregated at the {w['aggregated_at']}" if w.get("aggregated_at") else ""
+    return f"weighting {w['name']} ({w.get('backend', '?')}{'; ' + opts if opts else ''}{where})"
+
+
+def _fmt(mean: float, std: float = float("nan"), digits: int = 2) -> str:
     if mean is None or not math.isfinite(mean):
         return MISSING
-    digits = 4 if abs(mean) < 10 else 2
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if math.isfinite(std) else "")
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None and math.isfinite(std) else "")
+
+
+def extra_columns(table: Table) -> list[tuple[str, str, int, bool]]:
+    """The columns after the tasks': one Δm, or both conventions' for an "all metrics" table."""
+    return (ALL_DELTAS + EXTRA_COLUMNS[1:]) if table.convention == "all" else EXTRA_COLUMNS
+
+
+def cell_values(table: Table, row: dict[str, Any]) -> list[tuple[float, float, int]]:
+    """(mean, std, decimals) of every numeric column of ``row``, in header order (tasks, then the extra columns)."""
+    out = [(*row[c.key], c.decimals) for c in table.columns]
+    for key, _, digits, _ in extra_columns(table):
+        v = row.get(key, float("nan"))
+        out.append((*v, digits) if isinstance(v, tuple) else (v, float("nan"), digits))
+    return out
+
+
+def headers(table: Table) -> list[str]:
+    return [c.label for c in table.columns] + [h for _, h, _, _ in extra_columns(table)]
 
 
 def to_markdown(table: Table) -> str:
-    both = table.convention == "all"
-    deltas = ["Δm all % ↑", "Δm primary % ↑"] if both else ["Δm % ↑"]
-    head = ["Method", "Seeds"] + [c.label for c in table.columns] + deltas + ["Params (M)", "GFLOPs",
-                                                                               "train img/s", "peak MB"]
+    head = ["Method", "Seeds"] + headers(table)
     lines = [f"### {table.title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table.rows:
         cells = [f"**{row['method']}**", str(row["seeds"])]
-        cells += [_fmt(*row[c.key]) for c in table.columns]
-        cells += [_fmt(*row["delta_m"])] + ([_fmt(*row["delta_m_primary"])] if both else [])
-        cells += [_fmt(row["params_M"]), _fmt(row["gflops"]),
-                  _fmt(row.get("img_s", float("nan"))), _fmt(row.get("peak_mb", float("nan")))]
+        cells += [_fmt(*v) for v in cell_values(table, row)]
         lines.append("| " + " | ".join(cells) + " |")
     if table.notes:
         lines += [""] + [f"- {n}" for n in table.notes]
@@ -283,7 +341,7 @@ HEADER = ("# mtbench leaderboard\n\nGenerated from run records by `python bench.
 
 def write_leaderboard(results_dir: Path, out_dir: Path | None = None,
                       skipped: list[str] | None = None) -> tuple[list[Table], Path]:
-    """Rebuild every table from the records under ``results_dir``; write markdown + CSV atomically. Unreadable
+    """Rebuild every table from the records under ``results_dir``; write markdown, CSV and LaTeX atomically. Unreadable
     records are skipped and listed at the end (and appended to ``skipped``, for the caller to show)."""
     results_dir = Path(results_dir)
     records, bad = scan_records(results_dir)
@@ -299,6 +357,9 @@ def write_leaderboard(results_dir: Path, out_dir: Path | None = None,
             skipped.extend(notes)
     for t in tables:
         atomic_write_text(out_dir / f"{t.slug}.csv", to_frame(t).to_csv(index=False))
+    from mtbench.latex import to_latex_document
+
+    atomic_write_text(out_dir / "leaderboard.tex", to_latex_document(tables, results_dir))
     path = out_dir / "leaderboard.md"
     atomic_write_text(path, md)
     return tables, path

@@ -9,14 +9,17 @@ import torch
 
 def build_optimizer(model: torch.nn.Module, cfg: dict[str, Any]) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
+    """``fused: true`` takes torch's one-kernel implementation (same update rule; ``None`` = torch's default
+    choice between its loop and multi-tensor versions, as before the option existed)."""
     name, lr, wd = cfg["name"], float(cfg["lr"]), float(cfg.get("weight_decay", 0.0))
+    fused = True if cfg.get("fused", False) else None
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=float(cfg.get("momentum", 0.9)), weight_decay=wd,
-                               nesterov=bool(cfg.get("nesterov", False)))
+                               nesterov=bool(cfg.get("nesterov", False)), fused=fused)
     betas = tuple(cfg.get("betas", (0.9, 0.999)))
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=wd)
-    return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=wd)
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=wd, fused=fused)
+    return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=wd, fused=fused)
 
 
 def lr_factor(it: int, total: int, cfg: dict[str, Any]) -> float:

@@ -79,9 +79,11 @@ TOP: dict[str, tuple[Check, str]] = {
 }
 SECTIONS: dict[str, dict[str, tuple[Check, str]]] = {
     "optimizer": {"name": _choice("sgd", "adam", "adamw"), "lr": _num(0, strict=True), "momentum": _num(0),
-                  "weight_decay": _num(0), "nesterov": BOOL, "betas": BETAS},
+                  "weight_decay": _num(0), "nesterov": BOOL, "betas": BETAS,
+                  "fused": BOOL},  # torch's fused optimizer kernel (mtbench/perf.py)
     "schedule": {"name": _choice("poly", "constant", "step"), "power": _num(0), "warmup_iters": _int(0),
                  "warmup_ratio": _num(0, hi=1), "step_size": _int(1), "gamma": _num(0, strict=True, hi=1)},
+    "perf": {"channels_last": BOOL, "compile": BOOL, "tf32": BOOL},  # speed options, see mtbench/perf.py
     "eval": {"edge_protocol": None, "edge_thresholds": None, "edge_nms": _optional(BOOL),
              "edge_workers": _optional(_int(1))},
 }

@@ -58,15 +58,18 @@ METHODS = Registry("method", section="methods")
 TASKS = Registry("task")
 DATASETS = Registry("dataset", section="datasets")
 BACKBONES = Registry("backbone")
+# How the per-task losses become the parameter gradients (``weighting.<name>.<option>`` in a recipe).
+WEIGHTINGS = Registry("weighting", section="weighting")
 
 register_method = METHODS.register
 register_task = TASKS.register
 register_dataset = DATASETS.register
 register_backbone = BACKBONES.register
+register_weighting = WEIGHTINGS.register
 
 # Packages whose every module registers something on import. `methods` and `tasks` live at the
 # top level so that a new method or task is one new file there; nothing in mtbench names them.
-PLUGIN_PACKAGES = ("tasks", "methods", "mtbench.data", "mtbench.backbones")
+PLUGIN_PACKAGES = ("tasks", "methods", "weightings", "mtbench.data", "mtbench.backbones")
 _loaded = False
 
 

@@ -26,7 +26,7 @@ from mtbench.records import RECORD_NAME, atomic_write_text, failed_record, write
 DEFAULT_MAX_RETRIES = 2
 SLURM_FILE, LOCK_FILE, CONFIG_FILE = "slurm.json", "lock.json", "config.json"
 # What --force removes so that a run starts from nothing (slurm.json stays: it is the history of attempts).
-RUN_OUTPUTS = (RECORD_NAME, "checkpoints", "predictions", "train_log.jsonl", "train.log")
+RUN_OUTPUTS = (RECORD_NAME, "checkpoints", "predictions", "qualitative", "train_log.jsonl", "train.log")
 # SLURM states in which a job may still run (or run again); anything else has ended.
 RUNNING_STATES = {"RUNNING", "COMPLETING", "CONFIGURING", "SIGNALING", "STAGE_OUT", "RESIZING"}
 ACTIVE_STATES = RUNNING_STATES | {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED",

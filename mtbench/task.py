@@ -17,10 +17,14 @@ class Task:
     name: str = ""
     #: the metric Δm and leaderboards use; its direction comes from the evaluator.
     primary_metric: str = ""
-    #: loss weight per dataset profile (the papers' values; see each task file).
+    #: loss weight per dataset profile (the papers' values; see each task file): the default of the recipe's
+    #: ``loss_weights.<task>`` (``mtbench.weighting.resolved_loss_weights``).
     weights: dict[str, float] = {}
     #: True where the engine should save predictions as PNG for later re-scoring.
     saves_predictions: bool = False
+    #: how a prediction is written and drawn (``mtbench.prediction_io``): labels, depth, normals or probability;
+    #: '' = never written (the qualitative grid and ``bench.py predict`` leave the task out).
+    prediction_kind: str = ""
 
     def out_channels(self, info: DatasetInfo) -> int:
         raise NotImplementedError

@@ -115,6 +115,8 @@ class TrainLog:
         window, self._window = self._window, []
         lines = []
         for (iteration, _, info), row in zip(window, values.tolist()):
+            # a weighting strategy's per-task weights: a device tensor until now (read back with the losses)
+            info = {k: dict(zip(names, v.tolist())) if isinstance(v, torch.Tensor) else v for k, v in info.items()}
             total = float(sum(row))
             if not all(math.isfinite(v) for v in row):
                 bad = ", ".join(f"{t} {v}" for t, v in zip(names, row) if not math.isfinite(v))

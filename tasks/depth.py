@@ -11,6 +11,7 @@ from mtbench.task import Task
 class Depth(Task):
     name = "depth"
     primary_metric = "rmse"
+    prediction_kind = "depth"
     weights = {"nyud": 1.0, "pascal": 1.0}
 
     def out_channels(self, info):

@@ -16,6 +16,7 @@ POS_WEIGHT = 0.95
 class Edge(Task):
     name = "edge"
     primary_metric = "odsF"
+    prediction_kind = "probability"
     weights = {"nyud": 50.0, "pascal": 50.0}
     saves_predictions = True
 

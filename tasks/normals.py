@@ -18,6 +18,7 @@ def valid_normals(target: torch.Tensor) -> torch.Tensor:
 class Normals(Task):
     name = "normals"
     primary_metric = "mean"
+    prediction_kind = "normals"
     weights = {"nyud": 10.0, "pascal": 10.0}
 
     def out_channels(self, info):

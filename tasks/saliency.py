@@ -13,6 +13,7 @@ from mtbench.task import Task
 class Saliency(Task):
     name = "sal"
     primary_metric = "maxF"
+    prediction_kind = "probability"
     weights = {"nyud": 5.0, "pascal": 5.0}
 
     def out_channels(self, info):

@@ -1,8 +1,6 @@
 """Semantic segmentation: CE with ignore 255, scored by dataset-pooled mIoU."""
 from __future__ import annotations
 
-import torch
-
 from mtbench.metrics.segmentation import SegmentationEvaluator
 from mtbench.registry import register_task
 from mtbench.task import Task
@@ -12,6 +10,7 @@ from tasks._labels import ce_loss, class_histogram, majority_prediction
 class Semseg(Task):
     name = "semseg"
     primary_metric = "mIoU"
+    prediction_kind = "labels"
     weights = {"nyud": 1.0, "pascal": 1.0}
 
     def out_channels(self, info):

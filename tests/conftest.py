@@ -1,6 +1,8 @@
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Grids in tests skip the end-of-grid report (figures cost seconds per grid); tests/test_report*.py build it.
+os.environ.setdefault("MTBENCH_NO_REPORT", "1")
 
 import pytest  # noqa: E402
 

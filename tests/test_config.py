@@ -86,3 +86,27 @@ def test_every_shipped_recipe_loads_and_names_registered_things():
             DATASETS.get(d)
         for m in r["methods"]:
             METHODS.get(m)
+
+
+def test_speed_options_left_off_keep_the_run_ids_they_had_before_them():
+    # Ids computed by the code before the speed options existed (commit 7c4e928, RunConfig(...).run_id and
+    # .setting_key of these three runs), whether the options are absent, defaulted or given at their off value.
+    before = {("smoke", "baseline", ("semseg", "depth", "normals", "edge")):
+              ("baseline_synthetic_resnet18_semseg+depth+normals+edge_s0_6b9da0fa", "b8b73f34"),
+              ("smoke", "single", ("edge",)): ("single_synthetic_resnet18_edge_s0_c2773d46", "b8b73f34"),
+              ("mqt_nyud", "mqt", ("semseg", "depth", "normals", "edge")):
+              ("mqt_nyud_swin_l_semseg+depth+normals+edge_s0_72b6ae8a", "e7a899c7")}
+    off = ["perf.channels_last=false", "perf.compile=false", "perf.tf32=false", "optimizer.fused=false"]
+    for (name, method, tasks), ids in before.items():
+        for overrides in ([], off):
+            r = load_recipe(name, overrides)
+            c = RunConfig(method, "synthetic" if name == "smoke" else "nyud", tasks, r["backbone"], 0, r)
+            assert (c.run_id, c.setting_key) == ids
+    for on in off:  # an option turned on is a different computation: its own id and table
+        r = load_recipe("smoke", [on.replace("false", "true")])
+        c = RunConfig("baseline", "synthetic", ("semseg", "depth", "normals", "edge"), "resnet18", 0, r)
+        assert c.run_id != before[("smoke", "baseline", ("semseg", "depth", "normals", "edge"))][0]
+    with pytest.raises(ConfigError, match="perf.compile must be true or false"):
+        load_recipe("smoke", ["perf.compile=yes please"])
+    with pytest.raises(ConfigError, match="unknown key 'perf.channel_last'.*channels_last"):
+        load_recipe("smoke", ["perf.channel_last=true"])

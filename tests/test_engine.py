@@ -66,3 +66,29 @@ def test_record_contents(tmp_path, tiny_recipe):
     # edge predictions saved as PNG at native size for re-scoring
     pngs = sorted((tmp_path / "runs" / cfg.run_id / "predictions" / "edge").glob("*.png"))
     assert len(pngs) == rec["dataset_info"]["n_val"]
+    # the qualitative images: the first K val ids, input + target + prediction per task, lossless
+    import numpy as np
+    from PIL import Image
+
+    from mtbench import prediction_io, qualitative
+    from mtbench.data.synthetic import build as build_synthetic
+
+    qdir = tmp_path / "runs" / cfg.run_id / "qualitative"
+    ids = sorted(p.name for p in qdir.iterdir())
+    assert ids == [f"val_{i:05d}" for i in range(min(qualitative.K, rec["dataset_info"]["n_val"]))]
+    val = build_synthetic("val", NYUD_TASKS, cfg.data_cfg(tmp_path / "cache"))
+    for i, image_id in enumerate(ids):
+        d = qdir / image_id
+        assert sorted(p.name for p in d.iterdir()) == sorted(
+            ["image.png", "semseg.png", "semseg.gt.png", "depth.npy", "depth.gt.npy", "normals.npy",
+             "normals.gt.npy", "edge.png", "edge.gt.png"])
+        # the input back to the rendered scene's 8-bit RGB (normalise then de-normalise: within one level)
+        rgb = np.asarray(Image.open(d / "image.png")).astype(int)
+        assert np.abs(rgb - val.arrays["image"][i].astype(int)).max() <= 1
+        assert np.array_equal(prediction_io.read(d / "semseg.gt.png", "labels", target=True), val.arrays["semseg"][i])
+        assert np.array_equal(np.load(d / "depth.gt.npy"), val.arrays["depth"][i].astype(np.float32))
+        normals = np.load(d / "normals.npy")
+        assert normals.shape == (3, 32, 48) and np.allclose(np.linalg.norm(normals, axis=0), 1, atol=1e-4)
+        # the edge picture is byte for byte the PNG the boundary evaluation reads
+        saved = tmp_path / "runs" / cfg.run_id / "predictions" / "edge" / f"{image_id}.png"
+        assert np.array_equal(np.asarray(Image.open(d / "edge.png")), np.asarray(Image.open(saved)))

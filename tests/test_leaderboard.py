@@ -56,7 +56,7 @@ def test_table_mean_std_and_delta_m_per_seed(tmp_path):
     assert rows["trivial (constant)"]["delta_m"][0] == pytest.approx(((5 - 39) / 39 - 1.0) / 2 * 100)
     assert rows["baseline"]["seeds"] == "2/3"  # the failed seed is planned, not done
     md = to_markdown(table)
-    assert "semseg mIoU ↑" in md and "depth rmse ↓" in md and "failed run" in md
+    assert "semseg mIoU % ↑" in md and "depth rmse m ↓" in md and "failed run" in md
 
     for r in recs:
         write_record(tmp_path / "runs" / r["run_id"], r)

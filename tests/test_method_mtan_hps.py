@@ -148,14 +148,6 @@ def test_hps_needs_a_stride_8_map_and_mtan_needs_segnet():
             METHODS.get("mtan")(CITY, BACKBONES.get("resnet18")(img_size=(64, 96)), {})
 
 
-def test_shared_parameters_exclude_task_modules():
-    model = METHODS.get("mtan")(CITY, _backbone("segnet", segnet_filters=[4, 8, 8, 8, 8]), {})
-    shared = {id(p) for p in model.shared_parameters()}
-    assert all(id(p) not in shared for p in model.pred.parameters())
-    assert all(id(p) not in shared for p in model.encoder_att.parameters())
-    assert all(id(p) in shared for p in model.encoder_block_att.parameters())
-
-
 def test_grid_runs_segnet_methods_on_segnet_with_their_own_references():
     spec = GridSpec(methods=["mtan", "hps"], dataset="nyuv2_mtan", tasks=tuple(NYU), backbone="resnet50", seeds=[0],
                     recipe={"name": "r", "datasets": {}, "methods": {}}, backbone_weights="/w/resnet50.pth")

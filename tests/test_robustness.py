@@ -2,7 +2,6 @@
 files, a full disk, a second process, SLURM down) and bad input. Most tests replace the training by a stand-in
 (``fake_engine``) and check what the executor, the checkpoints and the CLI do around it; the few that need real
 training use the tiny recipe."""
-import json
 import os
 import signal
 import socket
@@ -16,7 +15,6 @@ import torch
 
 from mtbench import atomic, checkpoint, engine, launch
 from mtbench.cli import main
-from mtbench.cli import status as status_cli
 from mtbench.config import RunConfig, load_recipe
 from mtbench.records import read_record, write_record
 from mtbench.runstate import RunLock, write_json

@@ -85,7 +85,7 @@ def squeue_state(job_id: str) -> str:
 
 
 def test_grid_on_slurm_survives_preemption_and_is_not_resubmitted(cluster, slurm_env, tmp_path, tiny_overrides,
-                                                                  capsys):
+                                                                  capsys, monkeypatch):
     overrides = tiny_overrides + [f"iterations={ITERATIONS}", "checkpoint_every=1000"]  # no periodic checkpoints
     argv = grid_argv(tmp_path, overrides, "--methods", "baseline", "--tasks", "semseg,depth")
     assert main(argv + ["--no-wait"]) == 0
@@ -123,12 +123,14 @@ def test_grid_on_slurm_survives_preemption_and_is_not_resubmitted(cluster, slurm
     assert 0 < record["resumed_from"] < ITERATIONS and record["iterations"] == ITERATIONS
     assert record["slurm"] == {"job_id": job_id, "host": record["slurm"]["host"], "preemptions": 1}
     cfg = RunConfig.from_dict(record["config"])
+    # the same intra-op threads as the job (the engine sets them from the CPU budget): other numerics otherwise
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    monkeypatch.setenv("MTBENCH_CPU_BUDGET", str(record["threads"]["torch_threads"]))
     try:
         reference = engine.run(cfg, tmp_path / "local" / "runs" / cfg.run_id, device=torch.device("cpu"))
     finally:
         torch.set_num_threads(threads)
+    assert reference["threads"]["torch_threads"] == record["threads"]["torch_threads"]
     assert reference["resumed_from"] == 0
     for task, metrics in reference["metrics"].items():
         assert record["metrics"][task] == pytest.approx(metrics, rel=1e-5, abs=1e-6), task

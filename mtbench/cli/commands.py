@@ -8,4 +8,8 @@ SUBCOMMANDS = {
     "eval-boundary": ("eval_boundary", "score a folder of edge maps as SEISM / BSDS / SBD do (odsF / oisF / AP), no MATLAB"),
     "data": ("data", "'data check': verify a dataset folder (counts, shapes, ranges, unreadable files)"),
     "profile": ("profile", "params, GFLOPs, memory and images/s of methods at a dataset's input size"),
+    "report": ("report", "write RESULTS/report/index.html: tables, trade-off figures, training curves, predictions, "
+                         "significance over seeds"),
+    "predict": ("predict", "a finished run's model on a folder of images: each task's prediction as PNG/NPY and as a "
+                           "picture"),
 }

@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="structured-edge NMS before thresholding (default: the protocol's, on for seism only)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default min(cpus, 8))")
     parser.add_argument("--ids", type=Path, default=None, help="file with one image id per line (default: all)")
-    parser.add_argument("--out", type=Path, default=None, help="write the full result as JSON")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the full result as JSON ('metrics' in %%; ods_f, R, P, ... as fractions)")
 
 
 def _ids_in(folder: Path, suffixes: tuple[str, ...]) -> set[str]:
@@ -151,10 +152,11 @@ def print_table(res: BoundaryResult, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("ODS F", "ODS R", "ODS P", "ODS thr", "OIS F", "AP", "images"):
+    for col in ("ODS F %", "ODS R %", "ODS P %", "ODS thr", "OIS F %", "AP %", "images"):
         table.add_column(col, justify="right")
-    table.add_row(*(f"{v:.4f}" for v in (res.ods_f, res.ods_r, res.ods_p, res.ods_thr, res.ois_f, res.ap)),
-                  str(len(res.per_image)))
+    # scores in % with two decimals, as in every leaderboard (the threshold is a probability, 0–1)
+    table.add_row(*(f"{100 * v:.2f}" for v in (res.ods_f, res.ods_r, res.ods_p)), f"{res.ods_thr:.3f}",
+                  *(f"{100 * v:.2f}" for v in (res.ois_f, res.ap)), str(len(res.per_image)))
     Console().print(table)
 
 
@@ -194,6 +196,9 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         payload = {"dataset": args.dataset, "edge_protocol": proto.name, "max_dist": max_dist, "nms": nms,
                    "class": args.category, "kill_internal": killed, "pred": str(args.pred), "gt": str(args.gt),
-                   "ids": ids, **res.as_dict()}
+                   "ids": ids,
+                   # in % as run records and tables hold them; the fields below are fractions, as MATLAB prints
+                   "metrics": {"odsF": 100 * res.ods_f, "oisF": 100 * res.ois_f, "AP": 100 * res.ap},
+                   **res.as_dict()}
         write_json_atomic(args.out, payload)
     return 0

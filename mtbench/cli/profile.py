@@ -104,7 +104,9 @@ def profile_method(method: str, args: argparse.Namespace, recipe: dict, tasks: t
     if args.meta_only:
         return entry
     entry["flops"] = count_flops(model, size, device)
-    weights = {t: task.weight(info) for t, task in task_objs.items()}
+    from mtbench.weighting import resolved_loss_weights
+
+    weights = resolved_loss_weights(recipe, list(task_objs), info.loss_weight_profile)  # the engine's rule
     x = torch.randn(args.batch, 3, *size, device=device)
     optimizer = build_optimizer(model, recipe["optimizer"])
     use_amp = bool(recipe["amp"]) and device.type == "cuda"  # the engine's rule

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -55,6 +56,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default="baseline",
                    help="comma-separated method names (default: baseline). Single-task references needed for Δm "
                         "are added automatically. See --list.")
+    p.add_argument("--weighting", default="fixed",
+                   help="comma-separated weighting strategies: how the task losses are combined (default: fixed, "
+                        "the recipe's loss_weights summed). The grid is methods x strategies x seeds; single-task "
+                        "references are trained once. Options: --set weighting.<name>.<option>=V. See --list.")
     p.add_argument("--dataset", default="synthetic", help="dataset name (default: synthetic). See --list.")
     p.add_argument("--tasks", default=None,
                    help="task preset 'nyud' (semseg,depth,normals,edge) or 'pascal' (semseg,human_parts,sal,normals,"
@@ -103,6 +108,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-retries", type=int, default=None,
                    help="times a failed run is retried by re-running the same command (default: 2, or "
                         "$MTBENCH_MAX_RETRIES, or the cluster YAML)")
+    p.add_argument("--no-report", action="store_true",
+                   help="skip the HTML report at the end of the grid (<results>/report/index.html; `python bench.py "
+                        "report RESULTS` writes it at any time). Also: MTBENCH_NO_REPORT=1")
     p.add_argument("--list", action="store_true", help="list registered methods, tasks, datasets, backbones, recipes")
     return p
 
@@ -114,6 +122,16 @@ def list_registered(console: Console) -> int:
     for label, names in [("methods", METHODS.names()), ("tasks", TASKS.names()), ("datasets", DATASETS.names()),
                          ("backbones", BACKBONES.names()), ("recipes", recipe_names())]:
         console.print(f"[bold]{label}:[/bold] {', '.join(names)}", soft_wrap=True)
+    from mtbench.registry import WEIGHTINGS
+
+    console.print("[bold]weighting strategies[/bold] (--weighting a,b; options: --set weighting.<name>.<option>=V):",
+                  soft_wrap=True)
+    for name in WEIGHTINGS.names():
+        cls = WEIGHTINGS.get(name)
+        opts = ", ".join(f"{k}={v}" for k, v in cls.cfg_keys.items()) or "no options"
+        needs = f"; needs pip extra [{cls.extra}]" if cls.requires else ""
+        console.print(f"  {name} ({cls.kind}-based; {cls.backend}; {opts}{needs}): {cls.paper}", markup=False,
+                      highlight=False, soft_wrap=True)
     return 0
 
 
@@ -141,10 +159,14 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
                                 f"downloaded here; pass a local checkpoint file")
     spec = GridSpec(methods=[m.strip() for m in args.methods.split(",") if m.strip()], dataset=args.dataset,
                     tasks=tasks, backbone=args.backbone or recipe["backbone"], seeds=args.seeds, recipe=recipe,
-                    data_dir=args.data_dir, backbone_weights=args.backbone_weights)
+                    data_dir=args.data_dir, backbone_weights=args.backbone_weights,
+                    weightings=tuple(w.strip() for w in args.weighting.split(",") if w.strip()) or ("fixed",))
     runs = expand_grid(spec)
-    console.print(f"grid: {len(runs)} runs ({', '.join(sorted({r.method for r in runs}))}) on "
-                  f"{spec.dataset} [{', '.join(tasks)}] with {'/'.join(dict.fromkeys(r.backbone for r in runs))}, recipe '{recipe['name']}'"
+    strategies = sorted({r.weighting for r in runs} - {"fixed"})
+    console.print(f"grid: {len(runs)} runs ({', '.join(sorted({r.method for r in runs}))}"
+                  + (f"; weighting {', '.join(sorted({r.weighting for r in runs}))}" if strategies else "") + ") on "
+                  f"{spec.dataset} [{', '.join(tasks)}] with {'/'.join(dict.fromkeys(r.backbone for r in runs))}, "
+                  f"recipe '{recipe['name']}'"
                   + (f" with --set {' '.join(recipe['overrides'])}" if recipe["overrides"] else "")
                   + f", seeds {spec.seeds} → {args.results}", soft_wrap=True, markup=False)
     # Pre-flight: names, devices vs batch, backbone options, split sizes, the data itself: once, before any run.
@@ -178,6 +200,8 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
     for note in skipped:
         console.print(note, style="yellow", markup=False, soft_wrap=True)
     console.print(f"leaderboard written to {path}", markup=False, soft_wrap=True)
+    if not args.no_report and os.environ.get("MTBENCH_NO_REPORT") != "1":
+        write_report(Path(args.results), console)
     if failed:
         console.print(f"{len(failed)} run(s) failed: {', '.join(failed)}", style="red", markup=False, soft_wrap=True)
         return 1
@@ -189,3 +213,15 @@ def needs_training(runs, results_dir: Path, force: bool) -> bool:
     from mtbench.records import finished, runs_dir
 
     return force or not all(finished(runs_dir(results_dir) / r.run_id) for r in runs)
+
+
+def write_report(results: Path, console: Console) -> None:
+    """The page of the whole results directory, like the leaderboard at the end of every grid. The runs' records
+    are what counts: a report that cannot be drawn is said, with the command that draws it again."""
+    from mtbench.report.build import build_report
+
+    try:
+        build_report(results, console=console)
+    except Exception as e:  # noqa: BLE001 - any failure here must not hide the grid's own outcome
+        console.print(f"error: the report could not be written ({type(e).__name__}: {e}); rebuild it with: "
+                      f"python bench.py report {results}", style="red", markup=False, soft_wrap=True)

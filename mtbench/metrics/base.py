@@ -13,6 +13,9 @@ import torch
 class Evaluator:
     #: metric name -> True where higher is better; every key ``compute`` returns is listed here.
     higher_is_better: dict[str, bool] = {}
+    #: metric name -> unit shown in table headers and figure axes ('%', 'm', '°'; '' = none). Every metric an
+    #: evaluator returns is on the scale its unit says (percentages as 0–100), in records and on screen alike.
+    units: dict[str, str] = {}
 
     def __init__(self) -> None:
         self._state_names: list[str] = []

@@ -269,7 +269,8 @@ class BoundaryEvaluator(Evaluator):
     ``update`` quantises predictions to uint8 by truncation, trunc(p * 255) in float32, as the
     reference pipelines write their PNGs (ATRC/InvPT/MQTransformer ``Image.fromarray((255 *
     sigmoid).astype(np.uint8))``, MTI-Net likewise): rounding instead moves AP by about a point. It
-    keeps them zlib-compressed on the host with the GT: the score needs whole-dataset threshold
+    keeps them zlib-compressed on the host with the GT (on CUDA the copy to the host runs behind the GPU's queue,
+    one batch late, so ``update`` never waits for the GPU): the score needs whole-dataset threshold
     sweeps with thinning and assignment problems, which is CPU work done in ``compute``. Border
     rows/columns that are entirely ignore (padding) are cropped first, so the image diagonal that
     scales ``max_dist`` and the NMS border zone are those of the native image. Under a protocol that
@@ -281,6 +282,7 @@ class BoundaryEvaluator(Evaluator):
     """
 
     higher_is_better = {"odsF": True, "oisF": True, "AP": True}
+    units = {"odsF": "%", "oisF": "%", "AP": "%"}
 
     def __init__(self, max_dist: float, protocol: str | EdgeProtocol = DEFAULT_PROTOCOL,
                  thresholds: int | str | Sequence[float] | None = None, nms: bool | None = None,
@@ -292,18 +294,38 @@ class BoundaryEvaluator(Evaluator):
         self.nms = self.protocol.nms if nms is None else nms
         self.workers = workers
         self._images: list[tuple[tuple[int, int], bytes, bytes]] = []
+        self._pending: tuple[torch.Tensor, torch.Tensor, torch.cuda.Event] | None = None  # a batch being copied
 
     def reset(self) -> None:
         super().reset()
-        self._images = []
+        self._images, self._pending = [], None
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         if pred.dim() == 4 and pred.shape[1] == 1:
             pred = pred[:, 0]
         if pred.shape != target.shape or pred.dim() != 3:
             raise ValueError(f"expected pred and target of shape (B, H, W), got {tuple(pred.shape)} and {tuple(target.shape)}")
-        q = (pred.detach().float().clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()  # truncates
-        t = target.detach().cpu().numpy()
+        q = (pred.detach().float().clamp(0, 1) * 255).to(torch.uint8)  # truncates
+        t = target.detach()
+        if q.device.type != "cuda":
+            self._store(q.cpu().numpy(), t.cpu().numpy())
+            return
+        # No host sync per batch: copy into pinned memory behind the GPU's queue and store the previous batch,
+        # whose copy is done by now; the last one is stored by ``compute`` / ``sync``.
+        host = [torch.empty(x.shape, dtype=x.dtype, pin_memory=True).copy_(x, non_blocking=True) for x in (q, t)]
+        event = torch.cuda.Event()
+        event.record()
+        self._drain()
+        self._pending = (host[0], host[1], event)
+
+    def _drain(self) -> None:
+        if self._pending is not None:
+            q, t, event = self._pending
+            self._pending = None
+            event.synchronize()
+            self._store(q.numpy(), t.numpy())
+
+    def _store(self, q: np.ndarray, t: np.ndarray) -> None:
         for p_i, t_i in zip(q, t):
             valid = t_i != IGNORE
             rows, cols = np.flatnonzero(valid.any(axis=1)), np.flatnonzero(valid.any(axis=0))
@@ -323,11 +345,13 @@ class BoundaryEvaluator(Evaluator):
         """Data parallel: gather every rank's images on rank 0, where ``compute`` runs."""
         from mtbench.distributed import context, gather_objects
 
+        self._drain()
         if context().enabled:
             gathered = gather_objects(self._images)
             self._images = [im for part in gathered for im in part] if gathered is not None else []
 
     def compute(self) -> dict[str, float]:
+        self._drain()
         if not self._images:
             return {"odsF": math.nan, "oisF": math.nan, "AP": math.nan}
         a, b, c = itertools.tee(self._decoded(), 3)  # consumed in lockstep: one image buffered

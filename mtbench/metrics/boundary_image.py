@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from mtbench.metrics.boundary_match import candidate_pairs, match_pairs, max_dist_pixels
+from mtbench.metrics.boundary_match import candidate_pairs, match_count, match_pairs, max_dist_pixels
 from mtbench.metrics.boundary_nms import structured_edge_nms
 from mtbench.metrics.boundary_thin import thin
 
@@ -104,6 +104,12 @@ def _counts(maps: list[np.ndarray], gt_maps: list[np.ndarray], radius: float) ->
         present[:] = False
         present[np.searchsorted(union, m)] = True
         cnt_r, hit = 0, np.zeros(union.size, dtype=bool)
+        if m.size and len(pairs) == 1:  # one annotator: cntP = cntR = the number of pairs
+            i, j, d, n_gt = pairs[0]
+            sel = present[i]
+            k = match_count(i[sel], j[sel], d[sel], union.size, n_gt, radius)
+            counts[t] = (k, gt_total, k, m.size)
+            continue
         if m.size:
             for i, j, d, n_gt in pairs:
                 sel = present[i]

@@ -28,6 +28,7 @@ _CLAMP = 1e-9  # the reference's floor for non-positive predictions
 class DepthEvaluator(Evaluator):
     higher_is_better = {"rmse": False, "log_rmse": False, "abs_rel": False, "sq_rel": False,
                         "delta1": True, "delta2": True, "delta3": True}
+    units = {"rmse": "m", "log_rmse": "", "abs_rel": "", "sq_rel": "m", "delta1": "%", "delta2": "%", "delta3": "%"}
 
     def __init__(self) -> None:
         super().__init__()

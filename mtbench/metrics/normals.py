@@ -34,6 +34,7 @@ _WITHIN = (11.25, 22.5, 30.0)
 class NormalsEvaluator(Evaluator):
     higher_is_better = {"mean": False, "median": False, "rmse": False,
                         "a11.25": True, "a22.5": True, "a30": True}
+    units = {"mean": "°", "median": "°", "rmse": "°", "a11.25": "%", "a22.5": "%", "a30": "%"}
 
     def __init__(self, hist_bins_per_degree: int = 1000) -> None:
         super().__init__()

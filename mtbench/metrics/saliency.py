@@ -52,6 +52,7 @@ def _positives_per_threshold(passed: torch.Tensor, positive: torch.Tensor, valid
 
 class SaliencyEvaluator(Evaluator):
     higher_is_better = {"maxF": True, "mIoU_mtinet": True}
+    units = {"maxF": "%", "mIoU_mtinet": "%"}
 
     def __init__(self, ignore_index: int = IGNORE) -> None:
         super().__init__()

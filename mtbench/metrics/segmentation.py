@@ -41,6 +41,7 @@ class SegmentationEvaluator(Evaluator):
     """
 
     higher_is_better = _PerClassKeys(mIoU=True, pixAcc=True)
+    units = {"mIoU": "%", "pixAcc": "%"}  # and every IoU/<class>: see mtbench.units
 
     def __init__(self, num_classes: int, class_names: Sequence[str] | None = None,
                  ignore_index: int = IGNORE) -> None:
