@@ -65,9 +65,6 @@ class HPS(nn.Module):
         self.decoders = nn.ModuleDict({t: DeepLabHead(backbone.channels[-1], c, aspp_channels)
                                        for t, c in task_channels.items()})
 
-    def shared_parameters(self) -> list[nn.Parameter]:
-        return list(self.backbone.parameters())
-
     def forward(self, images):
         rep = self.backbone(images)[-1]
         size = images.shape[-2:]

@@ -51,11 +51,6 @@ class MTAN(nn.Module):
         self.pred = nn.ModuleDict({t: pred_layer(f[0], c) for t, c in task_channels.items()})
         init_mtan(self)
 
-    def shared_parameters(self) -> list[nn.Parameter]:
-        """The parameters every task's loss reaches (LibMTL's MTAN ``get_share_params``): SegNet and the shared
-        attention conv blocks."""
-        return [p for m in (self.backbone, self.encoder_block_att, self.decoder_block_att) for p in m.parameters()]
-
     def forward(self, images: torch.Tensor) -> dict:
         g = self.backbone.features(images)
         final = {}

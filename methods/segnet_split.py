@@ -22,9 +22,6 @@ class SegNetSplit(nn.Module):
         self.pred = nn.ModuleDict({t: pred_layer(backbone.filters[0], c) for t, c in task_channels.items()})
         init_mtan(self)
 
-    def shared_parameters(self) -> list[nn.Parameter]:
-        return list(self.backbone.parameters())
-
     def forward(self, images):
         x = self.backbone(images)[-1]
         return {"final": {t: head(x) for t, head in self.pred.items()}, "aux": {}}

@@ -115,7 +115,8 @@ def check_grid(runs: list[RunConfig], devices: int, results_dir: Path, say: Call
     builder = DATASETS.get(first.dataset)
     info = builder.static_info(first.tasks, first.dataset_cfg) if hasattr(builder, "static_info") else None
     if info is not None:
-        check_backbone(first, info.image_size)
+        for cfg in {r.backbone: r for r in runs}.values():  # methods may fix their own backbone (segnet)
+            check_backbone(cfg, info.image_size)
     check_methods(runs)
     cache_dir = Path(results_dir) / "cache"
     check_split_sizes(first, cache_dir)

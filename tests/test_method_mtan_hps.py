@@ -148,14 +148,6 @@ def test_hps_needs_a_stride_8_map_and_mtan_needs_segnet():
             METHODS.get("mtan")(CITY, BACKBONES.get("resnet18")(img_size=(64, 96)), {})
 
 
-def test_shared_parameters_exclude_task_modules():
-    model = METHODS.get("mtan")(CITY, _backbone("segnet", segnet_filters=[4, 8, 8, 8, 8]), {})
-    shared = {id(p) for p in model.shared_parameters()}
-    assert all(id(p) not in shared for p in model.pred.parameters())
-    assert all(id(p) not in shared for p in model.encoder_att.parameters())
-    assert all(id(p) in shared for p in model.encoder_block_att.parameters())
-
-
 def test_grid_runs_segnet_methods_on_segnet_with_their_own_references():
     spec = GridSpec(methods=["mtan", "hps"], dataset="nyuv2_mtan", tasks=tuple(NYU), backbone="resnet50", seeds=[0],
                     recipe={"name": "r", "datasets": {}, "methods": {}}, backbone_weights="/w/resnet50.pth")
@@ -167,10 +159,11 @@ def test_grid_runs_segnet_methods_on_segnet_with_their_own_references():
     assert len({r.setting_key for r in runs}) == 2  # one table per network, each with its references
 
 
-def _grid(tmp_path, root, dataset, methods, sets):
+def _grid(tmp_path, root, dataset, methods, sets, extra=()):
     from mtbench.cli import main
 
-    argv = ["--methods", methods, "--dataset", dataset, "--data-dir", str(root), "--results", str(tmp_path / "res")]
+    argv = ["--methods", methods, "--dataset", dataset, "--data-dir", str(root), "--results", str(tmp_path / "res"),
+            *extra]
     for o in ["iterations=1", "batch_size=2", "checkpoint_every=100", "num_workers=0",
               "backbone_cfg.segnet_filters=[4,8,8,8,8]"] + sets:
         argv += ["--set", o]
@@ -182,27 +175,46 @@ def test_nyuv2_mtan_fixture_grid_end_to_end(tmp_path):
     from fixtures_real import write_mtan
 
     root = write_mtan(tmp_path / "data", "nyuv2", n_train=2, n_val=1)
-    recs = _grid(tmp_path, root, "nyuv2_mtan", "mtan", [])
-    assert sorted(r["method"] for r in recs) == ["mtan", "single", "single", "single"]
-    mtan = next(r for r in recs if r["method"] == "mtan")
+    recs = _grid(tmp_path, root, "nyuv2_mtan", "segnet_split", [])  # mtan end to end: test_mtan_synthetic (CPU)
+    assert sorted(r["method"] for r in recs) == ["segnet_split", "single", "single", "single"]
+    mtan = next(r for r in recs if r["method"] == "segnet_split")
     assert mtan["status"] == "done" and mtan["backbone"] == "segnet" and mtan["recipe_name"] == "nyuv2_mtan"
     assert mtan["delta_m"]["convention"] == "all"
     assert set(mtan["metrics"]["normals_libmtl"]) == {"mean", "median", "a11.25", "a22.5", "a30", "loss"}
     md = (tmp_path / "res" / "leaderboards" / "leaderboard.md").read_text()
-    assert "Δm over all 9 metrics" in md and "| **mtan** |" in md
+    assert "Δm over all 9 metrics" in md and "| **segnet_split** |" in md
 
 
 def test_cityscapes_mtan_fixture_hps_end_to_end(tmp_path):
-    """hps and its ASPP references on resnet18 at output stride 8 (the grid with mtan beside it is expanded in
-    test_grid_runs_segnet_methods_on_segnet_with_their_own_references; both families at once cost too much CPU)."""
+    """hps on resnet18 at output stride 8, one task (no references: their ASPP network is counted in
+    test_single_task_segnet_is_the_released; the grid with mtan beside it is expanded in
+    test_grid_runs_segnet_methods_on_segnet_with_their_own_references; more would cost too much CPU here)."""
     from fixtures_real import write_mtan
 
     root = write_mtan(tmp_path / "data", "cityscapes", n_train=2, n_val=1)
     recs = _grid(tmp_path, root, "cityscapes_mtan", "hps",
-                 ["backbone=resnet18", "methods.hps.aspp_channels=8", "methods.single.aspp_channels=8"])
-    by = {(r["method"], r["backbone"], tuple(r["tasks"])) for r in recs if r["status"] == "done"}
-    assert by == {("hps", "resnet18", tuple(CITY))} | {("single", "resnet18", (t,)) for t in CITY}
-    hps = next(r for r in recs if r["method"] == "hps")
-    assert hps["backbone_info"]["strides"][-1] == 8 and hps["config"]["recipe"]["methods"]["single"]["head"] == "aspp"
-    md = (tmp_path / "res" / "leaderboards" / "leaderboard.md").read_text()
-    assert md.count("Δm over all 4 metrics") == 1 and "Δm primary % ↑" in md
+                 ["backbone=resnet18", "methods.hps.aspp_channels=8"], ["--tasks", "depth_libmtl"])
+    (hps,) = recs
+    assert hps["status"] == "done" and hps["backbone_info"]["strides"][-1] == 8
+    assert set(hps["metrics"]["depth_libmtl"]) == {"abs_err", "rel_err", "loss"}
+    assert "Δm over all 2 metrics" in (tmp_path / "res" / "leaderboards" / "leaderboard.md").read_text()
+
+
+def test_step_schedule_and_the_recipes_epochs():
+    from mtbench.config import apply_override, load_recipe, validate_recipe
+    from mtbench.optim import lr_factor
+    from mtbench.recipe_check import ConfigError
+
+    step = {"name": "step", "step_size": 10, "gamma": 0.5}
+    assert [lr_factor(i, 100, step) for i in (0, 9, 10, 19, 20)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+    # StepLR(step_size=100 epochs, gamma 0.5) over 200 epochs, at each recipe's iterations per epoch (drop_last)
+    for name, n_train in (("nyuv2_mtan", 795), ("nyuv2_mtan_hps", 795), ("cityscapes_mtan", 2975),
+                          ("cityscapes_mtan_hps", 2975)):
+        r = load_recipe(name)
+        per_epoch = n_train // r["batch_size"]
+        assert (r["iterations"], r["schedule"]["step_size"]) == (200 * per_epoch, 100 * per_epoch), name
+        assert r["optimizer"]["name"] == "adam" and r["optimizer"]["lr"] == 1e-4 and r["schedule"]["gamma"] == 0.5
+    r = load_recipe("nyuv2_mtan")
+    apply_override(r, "schedule={name: step}")
+    with pytest.raises(ConfigError, match="step_size"):
+        validate_recipe(r)

@@ -165,7 +165,8 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
     strategies = sorted({r.weighting for r in runs} - {"fixed"})
     console.print(f"grid: {len(runs)} runs ({', '.join(sorted({r.method for r in runs}))}"
                   + (f"; weighting {', '.join(sorted({r.weighting for r in runs}))}" if strategies else "") + ") on "
-                  f"{spec.dataset} [{', '.join(tasks)}] with {spec.backbone}, recipe '{recipe['name']}'"
+                  f"{spec.dataset} [{', '.join(tasks)}] with {'/'.join(dict.fromkeys(r.backbone for r in runs))}, "
+                  f"recipe '{recipe['name']}'"
                   + (f" with --set {' '.join(recipe['overrides'])}" if recipe["overrides"] else "")
                   + f", seeds {spec.seeds} → {args.results}", soft_wrap=True, markup=False)
     # Pre-flight: names, devices vs batch, backbone options, split sizes, the data itself: once, before any run.
