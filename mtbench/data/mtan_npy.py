@@ -203,3 +203,37 @@ class MTANFolder(Dataset):
 
 # The LibMTL-convention tasks these folders feed, by source kind.
 TASK_OF_KIND = {"semseg": "semseg_libmtl", "depth": "depth_libmtl", "normals": "normals_libmtl"}
+
+
+# ------------------------------------------------------------------- what nyuv2_mtan and cityscapes_mtan share
+def options(cfg: dict | None, dataset: str, known: tuple[str, ...]) -> dict:
+    """The dataset's cfg as a dict, after refusing keys it does not know (a typo would otherwise be ignored)."""
+    cfg = dict(cfg or {})
+    unknown = set(cfg) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {dataset} dataset option(s) {sorted(unknown)}; valid: {sorted(known)}")
+    return cfg
+
+
+def needed_kinds(sources: tuple[str, ...], task_names: tuple[str, ...], tasks) -> list[str]:
+    """The source kinds to read for ``tasks``: the image and the kind of each task asked (``sources[1:]`` pair
+    with ``task_names``)."""
+    wanted = {"image"} | {k for k, t in zip(sources[1:], task_names) if t in tasks}
+    return [k for k in sources if k in wanted]
+
+
+def check_split(dataset: str, split: str, tasks: tuple[str, ...], known_tasks: tuple[str, ...]) -> None:
+    """Before any file is looked for: the split and the tasks must be ones the dataset has."""
+    bad = [t for t in tasks if t not in known_tasks]
+    if split not in SPLITS or bad:
+        raise ValueError(f"{dataset}: split must be one of {SPLITS} and tasks among {known_tasks}; got "
+                         f"'{split}', {list(tasks)}")
+
+
+def open_split(split: str, tasks: tuple[str, ...], layout: Layout, info: DatasetInfo, readers: dict, cfg: dict,
+               layout_text: str) -> MTANFolder:
+    """The split's folder, refused when it holds no image; ``augment`` applies to the training split only."""
+    ids = split_ids(layout, split)
+    if not ids:
+        raise FileNotFoundError(f"no {split}/image/*.npy under {layout.root}.\n{layout_text}")
+    return MTANFolder(split, tasks, layout, ids, info, readers, split == "train" and bool(cfg.get("augment", False)))

@@ -46,8 +46,7 @@ def split_ids(layout, split: str) -> list[str]:
 
 
 def needed_kinds(tasks) -> list[str]:
-    wanted = {"image"} | {k for k, t in zip(SOURCES[1:], TASKS) if t in tasks}
-    return [k for k in SOURCES if k in wanted]
+    return mtan_npy.needed_kinds(SOURCES, TASKS, tasks)
 
 
 def pad_size(layout, cfg) -> tuple[int, int]:
@@ -65,27 +64,16 @@ def dataset_info(tasks) -> DatasetInfo:
 
 
 def _options(cfg):
-    cfg = dict(cfg or {})
-    unknown = set(cfg) - set(OPTIONS)
-    if unknown:
-        raise ValueError(f"unknown nyuv2_mtan dataset option(s) {sorted(unknown)}; valid: {sorted(OPTIONS)}")
-    return cfg
+    return mtan_npy.options(cfg, "nyuv2_mtan", OPTIONS)
 
 
 @register_dataset("nyuv2_mtan")
 def build(split: str, tasks, cfg: dict | None = None) -> mtan_npy.MTANFolder:
     """cfg: data_dir (required), augment (the releases' RandomScaleCrop + flip on the training split)."""
     cfg, tasks = _options(cfg), tuple(tasks)
-    bad = [t for t in tasks if t not in TASKS]
-    if split not in mtan_npy.SPLITS or bad:
-        raise ValueError(f"nyuv2_mtan: split must be one of {mtan_npy.SPLITS} and tasks among {TASKS}; got "
-                         f"'{split}', {list(tasks)}")
+    mtan_npy.check_split("nyuv2_mtan", split, tasks, TASKS)
     layout = find_layout(cfg.get("data_dir"))
-    ids = split_ids(layout, split)
-    if not ids:
-        raise FileNotFoundError(f"no {split}/image/*.npy under {layout.root}.\n{LAYOUT}")
-    return mtan_npy.MTANFolder(split, tasks, layout, ids, dataset_info(tasks), READERS, split == "train" and
-                               bool(cfg.get("augment", False)))
+    return mtan_npy.open_split(split, tasks, layout, dataset_info(tasks), READERS, cfg, LAYOUT)
 
 
 def static_info(tasks, cfg: dict | None = None) -> DatasetInfo:
