@@ -68,8 +68,19 @@ def evaluate(
     trivial constant predictor. ``qualitative`` = (directory, ids): the images whose input, targets and
     predictions are kept for the report (``mtbench.qualitative``).
     """
-    state = accumulate(predict, batches, tasks, info, eval_cfg, device, pred_dir, on_batch, eval_ids, qualitative)
-    return summarise(state, tasks, device)
+    extras = EvalExtras(pred_dir, on_batch, eval_ids, qualitative)
+    return summarise(accumulate(predict, batches, tasks, info, eval_cfg, device, extras), tasks, device)
+
+
+@dataclass(frozen=True)
+class EvalExtras:
+    """What an evaluation does beside scoring (the optional arguments of ``evaluate``): its timing benchmark
+    (``benchmarks/gpu_check.py``) runs the loop without any of them."""
+
+    pred_dir: Path | None = None
+    on_batch: Callable[[], None] | None = None
+    eval_ids: dict[str, frozenset[str]] | None = None
+    qualitative: tuple[Path, frozenset[str]] | None = None
 
 
 @dataclass
@@ -81,22 +92,14 @@ class EvalState:
     n_batches: int
 
 
-def accumulate(
-    predict: Callable[[torch.Tensor], dict[str, torch.Tensor]],
-    batches: Iterable[dict[str, Any]],
-    tasks: dict[str, Task],
-    info: DatasetInfo,
-    eval_cfg: dict[str, Any],
-    device: torch.device,
-    pred_dir: Path | None = None,
-    on_batch: Callable[[], None] | None = None,
-    eval_ids: dict[str, frozenset[str]] | None = None,
-    qualitative: tuple[Path, frozenset[str]] | None = None,
-) -> EvalState:
+def accumulate(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], batches: Iterable[dict[str, Any]],
+               tasks: dict[str, Task], info: DatasetInfo, eval_cfg: dict[str, Any], device: torch.device,
+               extras: EvalExtras = EvalExtras()) -> EvalState:
     """The per-batch part of ``evaluate``: no host sync on the device path (``benchmarks/gpu_check.py`` times
     it as a method's evaluation throughput)."""
     from mtbench import qualitative as qual
 
+    pred_dir, on_batch, eval_ids, qualitative = extras.pred_dir, extras.on_batch, extras.eval_ids, extras.qualitative
     evaluators = {t: task.evaluator(info, eval_cfg) for t, task in tasks.items()}
     loss_sum = {t: torch.zeros((), dtype=torch.float64, device=device) for t in tasks}
     n_batches = 0
