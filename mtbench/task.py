@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from mtbench.data.base import DatasetInfo
+from mtbench.data.base import IGNORE, DatasetInfo
 from mtbench.metrics.base import Evaluator
 
 
@@ -58,3 +58,15 @@ class Task:
     def prior_prediction(self, stats: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """The constant prediction for a batch shaped like ``like`` (the batch's target)."""
         raise NotImplementedError
+
+
+# --- trivial-predictor pieces that several tasks share --------------------------------------
+def positive_stats(target: torch.Tensor) -> torch.Tensor:
+    """(number of pixels labelled 1, number labelled) of a binary target with 255 = ignore."""
+    valid = target != IGNORE
+    return torch.stack([((target == 1) & valid).sum().double(), valid.sum().double()])
+
+
+def ratio_prediction(stats: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The constant stats[0] / stats[1] (a sum over a count: the mean depth, the fraction of positives)."""
+    return torch.full(like.shape, float(stats[0] / stats[1].clamp(min=1)), device=like.device)

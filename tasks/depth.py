@@ -5,7 +5,7 @@ import torch
 
 from mtbench.metrics.depth import DepthEvaluator
 from mtbench.registry import register_task
-from mtbench.task import Task
+from mtbench.task import Task, ratio_prediction
 
 
 class Depth(Task):
@@ -14,13 +14,17 @@ class Depth(Task):
     prediction_kind = "depth"
     weights = {"nyud": 1.0, "pascal": 1.0}
 
+    def valid(self, target):
+        """Pixels with a depth: g > 0."""
+        return target > 0
+
     def out_channels(self, info):
         return 1
 
     def loss(self, logits, target):
         """ATRC ``L1Loss``: Σ|pred − gt| over valid pixels / max(n_valid, 1); raw output, no activation."""
         pred = logits[:, 0].float()
-        valid = target > 0
+        valid = self.valid(target)
         n_valid = valid.sum().clamp(min=1)
         return ((pred - target).abs() * valid).sum() / n_valid
 
@@ -35,11 +39,11 @@ class Depth(Task):
         return DepthEvaluator()
 
     def prior_stats(self, target, info):
-        valid = target > 0
+        valid = self.valid(target)
         return torch.stack([(target * valid).sum().double(), valid.sum().double()])
 
     def prior_prediction(self, stats, like):
-        return torch.full(like.shape, float(stats[0] / stats[1].clamp(min=1)), device=like.device)
+        return ratio_prediction(stats, like)
 
 
 register_task("depth")(Depth())

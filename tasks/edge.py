@@ -8,7 +8,7 @@ from mtbench.data.base import IGNORE
 from mtbench.metrics.boundary import BoundaryEvaluator
 from mtbench.metrics.boundary_protocol import DEFAULT_PROTOCOL
 from mtbench.registry import register_task
-from mtbench.task import Task
+from mtbench.task import Task, positive_stats, ratio_prediction
 
 POS_WEIGHT = 0.95
 
@@ -51,12 +51,10 @@ class Edge(Task):
         )
 
     def prior_stats(self, target, info):
-        valid = target != IGNORE
-        return torch.stack([((target == 1) & valid).sum().double(), valid.sum().double()])
+        return positive_stats(target)
 
     def prior_prediction(self, stats, like):
-        p = float(stats[0] / stats[1].clamp(min=1))
-        return torch.full(like.shape, p, device=like.device)
+        return ratio_prediction(stats, like)
 
 
 register_task("edge")(Edge())

@@ -9,29 +9,23 @@ metric of the papers' tables. Equal loss weights (LibMTL's ``EW``; the weighting
 """
 from __future__ import annotations
 
-import torch
-
 from mtbench.metrics.libmtl import LibMTLDepth, LibMTLNormals, LibMTLSegmentation, normalize
 from mtbench.registry import register_task
-from mtbench.task import Task
-from tasks._labels import ce_loss, class_histogram, majority_prediction
+from tasks.depth import Depth
+from tasks.normals import Normals
+from tasks.semseg import Semseg
+
+# What the three classes take from the benchmark's tasks is the code that is the same (channels, the semseg CE,
+# which is ``nn.CrossEntropyLoss(ignore_index=-1)``: the mean over labelled pixels, −1 being our 255, argmax,
+# depth's raw output, the priors); ``prediction_kind`` stays '' (never written, as before).
 
 
-class SemsegLibMTL(Task):
+class SemsegLibMTL(Semseg):
     name = "semseg_libmtl"
     primary_metric = "mIoU"
+    prediction_kind = ""
     delta_metrics = ("mIoU", "pixAcc")
     weights = {"libmtl": 1.0}
-
-    def out_channels(self, info):
-        return info.num_classes[self.name]
-
-    def loss(self, logits, target):
-        """``nn.CrossEntropyLoss(ignore_index=-1)``: the mean over labelled pixels (−1 is our 255)."""
-        return ce_loss(logits, target)
-
-    def postprocess(self, logits):
-        return logits.argmax(dim=1)
 
     @classmethod
     def evaluator_class(cls):
@@ -40,30 +34,17 @@ class SemsegLibMTL(Task):
     def evaluator(self, info, eval_cfg):
         return LibMTLSegmentation(info.num_classes[self.name])
 
-    def prior_stats(self, target, info):
-        return class_histogram(target, info.num_classes[self.name])
 
-    def prior_prediction(self, stats, like):
-        return majority_prediction(stats, like)
-
-
-class DepthLibMTL(Task):
+class DepthLibMTL(Depth):
     name = "depth_libmtl"
     primary_metric = "abs_err"
+    prediction_kind = ""
     delta_metrics = ("abs_err", "rel_err")
     weights = {"libmtl": 1.0}
 
-    def out_channels(self, info):
-        return 1
-
-    def loss(self, logits, target):
-        """``DepthLoss``: Σ|p − g| over pixels with g ≠ 0 / their number; raw output, no activation."""
-        pred = logits[:, 0].float()
-        valid = target != 0
-        return ((pred - target).abs() * valid).sum() / valid.sum().clamp(min=1)
-
-    def postprocess(self, logits):
-        return logits[:, 0].float()
+    def valid(self, target):
+        """LibMTL's mask: g ≠ 0 (the benchmark's depth task: g > 0)."""
+        return target != 0
 
     @classmethod
     def evaluator_class(cls):
@@ -72,32 +53,22 @@ class DepthLibMTL(Task):
     def evaluator(self, info, eval_cfg):
         return LibMTLDepth()
 
-    def prior_stats(self, target, info):
-        valid = target != 0
-        return torch.stack([(target * valid).sum().double(), valid.sum().double()])
 
-    def prior_prediction(self, stats, like):
-        return torch.full(like.shape, float(stats[0] / stats[1].clamp(min=1)), device=like.device)
-
-
-def valid_normals(target: torch.Tensor) -> torch.Tensor:
-    """LibMTL's / MTAN's mask: the target's components do not sum to 0 (B,H,W)."""
-    return target.sum(dim=1) != 0
-
-
-class NormalsLibMTL(Task):
+class NormalsLibMTL(Normals):
     name = "normals_libmtl"
     primary_metric = "mean"
+    prediction_kind = ""
     delta_metrics = ("mean", "median", "a11.25", "a22.5", "a30")
     weights = {"libmtl": 1.0}
 
-    def out_channels(self, info):
-        return 3
+    def valid(self, target):
+        """LibMTL's / MTAN's mask: the target's components do not sum to 0 (B,H,W)."""
+        return target.sum(dim=1) != 0
 
     def loss(self, logits, target):
         """``NormalLoss``: 1 − Σ_valid (p̂ · g) / n_valid, p̂ = p / ‖p‖."""
         pred = normalize(logits.float())
-        valid = valid_normals(target).unsqueeze(1)
+        valid = self.valid(target).unsqueeze(1)
         return 1 - (pred * target * valid).sum() / valid.sum().clamp(min=1)
 
     def postprocess(self, logits):
@@ -110,11 +81,8 @@ class NormalsLibMTL(Task):
     def evaluator(self, info, eval_cfg):
         return LibMTLNormals()
 
-    def prior_stats(self, target, info):
-        valid = valid_normals(target).unsqueeze(1)
-        return (target * valid).sum(dim=(0, 2, 3)).double()
-
     def prior_prediction(self, stats, like):
+        """Normalised in float64 (the benchmark's normals task normalises in float32)."""
         mean = (stats / stats.norm().clamp(min=1e-12)).float().to(like.device)
         return mean.view(1, 3, 1, 1).expand(like.shape[0], 3, *like.shape[2:]).contiguous()
 

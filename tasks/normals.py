@@ -21,13 +21,16 @@ class Normals(Task):
     prediction_kind = "normals"
     weights = {"nyud": 10.0, "pascal": 10.0}
 
+    def valid(self, target):
+        return valid_normals(target)
+
     def out_channels(self, info):
         return 3
 
     def loss(self, logits, target):
         """ATRC ``L1Loss(normalize=True)``: Σ over valid pixels and 3 channels / n_valid pixels."""
         pred = F.normalize(logits.float(), p=2, dim=1)
-        valid = valid_normals(target).unsqueeze(1)
+        valid = self.valid(target).unsqueeze(1)
         n_valid = valid.sum().clamp(min=1)
         return ((pred - target).abs() * valid).sum() / n_valid
 
@@ -42,7 +45,7 @@ class Normals(Task):
         return NormalsEvaluator()
 
     def prior_stats(self, target, info):
-        valid = valid_normals(target).unsqueeze(1)
+        valid = self.valid(target).unsqueeze(1)
         return (target * valid).sum(dim=(0, 2, 3)).double()
 
     def prior_prediction(self, stats, like):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from mtbench.data.base import IGNORE
 from mtbench.metrics.saliency import SaliencyEvaluator
 from mtbench.registry import register_task
-from mtbench.task import Task
+from mtbench.task import Task, positive_stats, ratio_prediction
 
 
 class Saliency(Task):
@@ -41,12 +41,10 @@ class Saliency(Task):
         return SaliencyEvaluator()
 
     def prior_stats(self, target, info):
-        valid = target != IGNORE
-        return torch.stack([((target == 1) & valid).sum().double(), valid.sum().double()])
+        return positive_stats(target)
 
     def prior_prediction(self, stats, like):
-        p = float(stats[0] / stats[1].clamp(min=1))
-        return torch.full(like.shape, p, device=like.device)
+        return ratio_prediction(stats, like)
 
 
 register_task("sal")(Saliency())
