@@ -28,8 +28,6 @@ import torch
 from mtbench.metrics.base import Evaluator
 from mtbench.metrics.normals import NormalsEvaluator
 
-_WITHIN = (11.25, 22.5, 30.0)
-
 
 class LibMTLSegmentation(Evaluator):
     higher_is_better = {"mIoU": True, "pixAcc": True}
@@ -100,18 +98,7 @@ class LibMTLNormals(NormalsEvaluator):
         p = pred.double()
         p = p / p.norm(p=2, dim=1, keepdim=True)
         angle = torch.rad2deg(torch.acos((p * g).sum(dim=1).clamp(-1, 1)))
-        angle = torch.where(valid, angle, 0.0).reshape(-1)
-        valid = valid.reshape(-1)
-        self.n_valid += valid.sum()
-        self.sum_angle += angle.sum()
-        self.sum_sq_angle += (angle * angle).sum()
-        within = torch.stack([angle < limit for limit in _WITHIN])
-        self.n_within += (within & valid).sum(1)
-        b = (angle * self.bins_per_degree).long().clamp(0, self.n_bins - 1)
-        b = torch.where(valid, b, self.n_bins)
-        counts = torch.zeros(self.n_bins + 1, dtype=torch.int64, device=p.device)
-        counts.index_add_(0, b, torch.ones_like(b))
-        self.hist += counts[:-1]
+        self._add(angle, valid)
 
     def compute(self) -> dict[str, float]:
         out = super().compute()

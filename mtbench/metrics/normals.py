@@ -57,6 +57,10 @@ class NormalsEvaluator(Evaluator):
         cross = torch.linalg.cross(p, g, dim=1).norm(dim=1)
         angle = torch.rad2deg(torch.atan2(cross, (p * g).sum(dim=1)))
         angle = torch.where((p != 0).any(dim=1), angle, 90.0)
+        self._add(angle, valid)
+
+    def _add(self, angle: torch.Tensor, valid: torch.Tensor) -> None:
+        """Pool the per-pixel angles (degrees, float64) of the pixels ``valid`` marks (same shape)."""
         angle = torch.where(valid, angle, 0.0).reshape(-1)
         valid = valid.reshape(-1)
         self.n_valid += valid.sum()
@@ -68,7 +72,7 @@ class NormalsEvaluator(Evaluator):
         # (index_add_, not torch.bincount, which syncs with the host on CUDA.)
         b = (angle * self.bins_per_degree).long().clamp(0, self.n_bins - 1)
         b = torch.where(valid, b, self.n_bins)
-        counts = torch.zeros(self.n_bins + 1, dtype=torch.int64, device=p.device)
+        counts = torch.zeros(self.n_bins + 1, dtype=torch.int64, device=angle.device)
         counts.index_add_(0, b, torch.ones_like(b))
         self.hist += counts[:-1]
 
