@@ -17,15 +17,21 @@ from tasks.semseg import Semseg
 
 # What the three classes take from the benchmark's tasks is the code that is the same (channels, the semseg CE,
 # which is ``nn.CrossEntropyLoss(ignore_index=-1)``: the mean over labelled pixels, −1 being our 255, argmax,
-# depth's raw output, the priors); ``prediction_kind`` stays '' (never written, as before).
+# depth's raw output, the priors).
 
 
-class SemsegLibMTL(Semseg):
+class _LibMTL:
+    """What the three share: equal weights (the ``libmtl`` profile), and no written predictions
+    (``prediction_kind`` '', the qualitative grid and ``bench.py predict`` leave them out)."""
+
+    prediction_kind = ""
+    weights = {"libmtl": 1.0}
+
+
+class SemsegLibMTL(_LibMTL, Semseg):
     name = "semseg_libmtl"
     primary_metric = "mIoU"
-    prediction_kind = ""
     delta_metrics = ("mIoU", "pixAcc")
-    weights = {"libmtl": 1.0}
 
     @classmethod
     def evaluator_class(cls):
@@ -35,12 +41,10 @@ class SemsegLibMTL(Semseg):
         return LibMTLSegmentation(info.num_classes[self.name])
 
 
-class DepthLibMTL(Depth):
+class DepthLibMTL(_LibMTL, Depth):
     name = "depth_libmtl"
     primary_metric = "abs_err"
-    prediction_kind = ""
     delta_metrics = ("abs_err", "rel_err")
-    weights = {"libmtl": 1.0}
 
     def valid(self, target):
         """LibMTL's mask: g ≠ 0 (the benchmark's depth task: g > 0)."""
@@ -54,12 +58,10 @@ class DepthLibMTL(Depth):
         return LibMTLDepth()
 
 
-class NormalsLibMTL(Normals):
+class NormalsLibMTL(_LibMTL, Normals):
     name = "normals_libmtl"
     primary_metric = "mean"
-    prediction_kind = ""
     delta_metrics = ("mean", "median", "a11.25", "a22.5", "a30")
-    weights = {"libmtl": 1.0}
 
     def valid(self, target):
         """LibMTL's / MTAN's mask: the target's components do not sum to 0 (B,H,W)."""
