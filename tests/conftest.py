@@ -25,3 +25,16 @@ def tiny_overrides():
 @pytest.fixture
 def tiny_recipe():
     return load_recipe("smoke", TINY)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny models: they gain nothing from more, and on a shared 2-core machine
+    OpenMP's spin-waiting slows them several times. A module opts in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -21,7 +21,9 @@ from mtbench.backbones import create_backbone  # noqa: E402
 from mtbench.layers import upsample_to  # noqa: E402
 from mtbench.objective import task_losses  # noqa: E402
 from mtbench.registry import TASKS  # noqa: E402
-from test_method_invpt import _fill, _one_thread, _stats  # noqa: E402,F401  (_fill: the weights the release ran with)
+from test_method_invpt import _fill, _stats  # noqa: E402  (_fill: the weights the release ran with)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run faster on one thread
 
 NYUD = {"semseg": 40, "depth": 1, "normals": 3, "edge": 1}
 PASCAL = {"semseg": 21, "human_parts": 7, "sal": 2, "normals": 3, "edge": 1}

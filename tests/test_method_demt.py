@@ -16,7 +16,9 @@ import mtbench.registry as registry  # noqa: E402
 from methods._demt_deform import ChannelDeformConv, OffsetNet, kernel_positions  # noqa: E402
 from methods.demt import DEFAULTS, DeMTHead, build_demt, resolve_cfg  # noqa: E402
 from mtbench.backbones import create_backbone  # noqa: E402
-from test_method_invpt import _fill, _one_thread, _stats  # noqa: E402,F401  (the RNG-free weights the release ran with)
+from test_method_invpt import _fill, _stats  # noqa: E402  (the RNG-free weights the release ran with)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run faster on one thread
 
 NYUD = {"semseg": 40, "depth": 1, "normals": 3, "edge": 1}
 PASCAL = {"semseg": 21, "human_parts": 7, "sal": 2, "normals": 3, "edge": 1}

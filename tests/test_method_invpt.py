@@ -22,12 +22,7 @@ SMALL = {"embed_dim": 32, "pred_dim": 32}  # stage dims 64 / 32 / 16 instead of 
 HW = (64, 128)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models run faster on one thread
 
 
 def _resnet18(hw=HW):
