@@ -78,7 +78,7 @@ def write_run(root: Path, method: str, tasks: tuple[str, ...], seed: int, *, key
             row = {"iteration": i, "loss": sum(losses.values()), "losses": losses, "lr": 0.01 * (1 - i / iterations),
                    "step_s": 0.1, "data_s": 0.01}
             if log_weights:
-                row["weights"] = {t: float(1 + 0.5 * np.sin(i / 3 + k)) for k, t in enumerate(tasks)}
+                row["task_weights"] = {t: float(1 + 0.5 * np.sin(i / 3 + k)) for k, t in enumerate(tasks)}
             lines.append(json.dumps(row))
         (d / "train_log.jsonl").write_text("\n".join(lines) + "\n")
     if status == "done":

@@ -156,3 +156,21 @@ def test_grid_end_writes_the_report(tmp_path, monkeypatch, tiny_overrides):
     assert "fig/s1_training_curves.png" in page and "fig/s1_qualitative_depth.png" in page
     (tmp_path / "report" / "index.html").unlink()
     assert main(args + ["--no-report"]) == 0 and not (tmp_path / "report" / "index.html").exists()
+
+
+def test_training_curves_read_the_task_weights_the_engine_logs(tmp_path):
+    """The key is the one ``TrainLog`` writes for a weighting strategy (engine: ``{"task_weights": tensor}``)."""
+    import json
+
+    import torch
+
+    from mtbench.report.build import _curves
+    from mtbench.train_log import LOG_NAME, TrainLog
+
+    log = TrainLog(tmp_path, "run", total=2, start=0, batch_size=2, plain=True, out=open(tmp_path / "out", "w"))
+    for it in (1, 2):
+        log.step(it, {"semseg": torch.tensor(1.0 / it), "depth": torch.tensor(2.0 / it)}, 0.1, 0.01, 0.001,
+                 {"task_weights": torch.tensor([0.25 * it, 1.0])})
+    rows = [json.loads(line) for line in (tmp_path / LOG_NAME).read_text().splitlines()]
+    curves = _curves({"tasks": ["semseg", "depth"]}, rows)
+    assert curves["weights"]["semseg"].tolist() == [0.25, 0.5] and curves["weights"]["depth"].tolist() == [1.0, 1.0]

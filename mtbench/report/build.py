@@ -250,9 +250,9 @@ def _curves(record: dict, rows: list[dict]) -> dict[str, Any]:
     tasks = list(record["tasks"])
     losses = {t: np.array([r.get("losses", {}).get(t, np.nan) for r in rows], float) for t in tasks}
     weights = {}
-    if any("weights" in r for r in rows):
+    if any("task_weights" in r for r in rows):  # what the engine logs for a weighting strategy (train_log.py)
         for t in tasks:
-            w = np.array([(r.get("weights") or {}).get(t, np.nan) for r in rows], float)
+            w = np.array([(r.get("task_weights") or {}).get(t, np.nan) for r in rows], float)
             if np.isfinite(w).any():
                 weights[t] = w
     primary = record.get("primary_metrics", {})
