@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mtbench import checkpoint, perf, qualitative, threads
+from mtbench import allocator, checkpoint, perf, qualitative, threads
 from mtbench import trivial as trivial_scores
 from mtbench.config import RunConfig
 from mtbench.data.loader import eval_loader, train_loader
@@ -90,6 +90,7 @@ def run(
     local_batch = per_device_batch(recipe["batch_size"], ctx.world_size)
     started = datetime.now(timezone.utc).isoformat()
     thread_plan = threads.apply(recipe["num_workers"])
+    allocator.keep_freed_memory()
     if device.type == "cuda":
         perf.configure_tf32(perf.options(recipe)["tf32"])
     seed_everything(cfg.seed)
