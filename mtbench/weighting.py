@@ -338,7 +338,7 @@ class Combiner:
             return self._loss_backward(vec)
         if self._partition is None and not self.rep:
             self._partition = self._split([losses[t] for t in self.tasks])
-        return self._rep_backward(vec) if self.rep else self._shared_backward(vec)
+        return self._rep_backward(losses, vec) if self.rep else self._shared_backward(vec)
 
     def _global(self, vec: torch.Tensor) -> torch.Tensor:
         """The losses with their global mean as value and this rank's gradient (identity on one process)."""
@@ -401,21 +401,24 @@ class Combiner:
             p.grad = g.view_as(p).to(p.dtype)
         return None if weights is None else weights.detach()
 
-    def _rep_backward(self, vec: torch.Tensor) -> torch.Tensor | None:
-        from torchjd.autojac import jac
-
+    def _rep_backward(self, losses: dict[str, torch.Tensor], vec: torch.Tensor) -> torch.Tensor | None:
+        """One backward per task from its own loss tensor down to the features: it visits only that task's part
+        of the decoder (a row of a stacked-loss Jacobian would carry zeros through every head), and gives both the
+        task's Jacobian row at the representation and its share of the decoder parameters' gradient."""
         feats = self._features
         if not feats:
             raise StrategyFailure(f"weighting '{self.name}' with rep: true found no backbone features in this step")
         backbone_ids = {id(p) for p in self.backbone.parameters()}
         rest = [p for p in self._params() if id(p) not in backbone_ids]
-        if rest:  # decoder parameters: the plain sum of the task gradients
-            grads = torch.autograd.grad(vec.sum(), rest, retain_graph=True, allow_unused=True)
-            for p, g in zip(rest, grads):
-                p.grad = g
-        rows = jac(list(vec), feats, retain_graph=True,
-                   parallel_chunk_size=self.strategy.options.get("parallel_chunk_size"))
-        J = torch.cat([r.reshape(len(self.tasks), -1) for r in rows], dim=1)
+        rows, summed = [], [None] * len(rest)
+        for task in self.tasks:
+            grads = torch.autograd.grad(losses[task].float(), feats + rest, retain_graph=True, allow_unused=True)
+            rows.append(torch.cat([(torch.zeros_like(f) if g is None else g).reshape(-1)
+                                   for f, g in zip(feats, grads[:len(feats)])]))
+            summed = [s if g is None else g if s is None else s + g for s, g in zip(summed, grads[len(feats):])]
+        for p, g in zip(rest, summed):  # decoder parameters: the plain sum of the task gradients
+            p.grad = g
+        J = torch.stack(rows)
         values = self._global(vec).detach()
         ctx = context()
         if ctx.enabled:  # the ranks' feature blocks are disjoint: G = Σ_r J_r J_rᵀ / N²
