@@ -8,7 +8,8 @@ task's recipe weight, ``loss_weights.<task>``). Two kinds:
   The weights it applies are the derivatives of its scalar with respect to each loss, logged per iteration.
 - **gradient**: an aggregator of the per-task gradients (MGDA, PCGrad, CAGrad, ...; torchjd's ``aggregation``).
   By default the Jacobian is taken over every parameter that more than one task's loss reaches (found once by
-  walking the autograd graph); a parameter only one task reaches gets that task's gradient. With the option
+  walking the autograd graph), one backward per task from that task's own loss; a parameter only one task
+  reaches gets that task's gradient. With the option
   ``rep: true`` it is taken at the backbone's output features instead (MGDA-UB, LibMTL's ``rep_grad``): one
   backward per task through the decoders only, then one through the backbone with the aggregated feature gradient.
 
@@ -149,11 +150,9 @@ def integer(lo: int = 1) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= lo), f"an integer ≥ {lo}"
 
 
-#: the options every gradient strategy takes: where to aggregate, and how many Jacobian rows torchjd
-#: differentiates at once (null: all, with torch.vmap; 1: one backward per task, for models vmap cannot run)
-GRADIENT_KEYS: dict[str, Any] = {"rep": False, "parallel_chunk_size": None}
-GRADIENT_CHECKS = {"rep": _bool(), "parallel_chunk_size": ((lambda v: v is None or integer(1)[0](v)),
-                                                           "null or an integer ≥ 1")}
+#: the option every gradient strategy takes: where to aggregate
+GRADIENT_KEYS: dict[str, Any] = {"rep": False}
+GRADIENT_CHECKS = {"rep": _bool()}
 
 
 class TorchjdAggregation(GradientStrategy):
@@ -338,7 +337,7 @@ class Combiner:
             return self._loss_backward(vec)
         if self._partition is None and not self.rep:
             self._partition = self._split([losses[t] for t in self.tasks])
-        return self._rep_backward(losses, vec) if self.rep else self._shared_backward(vec)
+        return self._rep_backward(losses, vec) if self.rep else self._shared_backward(losses, vec)
 
     def _global(self, vec: torch.Tensor) -> torch.Tensor:
         """The losses with their global mean as value and this rank's gradient (identity on one process)."""
@@ -381,19 +380,28 @@ class Combiner:
                                   f"(weights {None if weights is None else weights.tolist()}, losses "
                                   f"{vec.detach().tolist()}); the run stops here instead of training on NaN")
 
-    def _shared_backward(self, vec: torch.Tensor) -> torch.Tensor | None:
-        from torchjd.autojac import jac
+    def _task_rows(self, losses: dict[str, torch.Tensor], rows_of: list[torch.Tensor],
+                   summed_of: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """One backward per task from its own loss tensor: the Jacobian (one row per task) over ``rows_of`` and the
+        sum of the task gradients over ``summed_of``. Each pass visits only what its task's loss reaches; a row of
+        a stacked-loss Jacobian would carry zeros through every other task's head."""
+        rows, summed = [], [None] * len(summed_of)
+        for task in self.tasks:
+            grads = torch.autograd.grad(losses[task].float(), rows_of + summed_of, retain_graph=True,
+                                        allow_unused=True)
+            rows.append(torch.cat([(torch.zeros_like(x) if g is None else g).reshape(-1)
+                                   for x, g in zip(rows_of, grads[:len(rows_of)])]))
+            summed = [a if g is None else g if a is None else a + g for a, g in zip(summed, grads[len(rows_of):])]
+        return torch.stack(rows), summed
 
+    def _shared_backward(self, losses: dict[str, torch.Tensor], vec: torch.Tensor) -> torch.Tensor | None:
         shared, own = self._partition
-        if own:  # a parameter one task reaches: that task's gradient (the sum reaches it through that task only)
-            grads = torch.autograd.grad(vec.sum(), own, retain_graph=True, allow_unused=True)
-            for p, g in zip(own, grads):
-                p.grad = g
-            _average([p.grad for p in own if p.grad is not None])
+        J, summed = self._task_rows(losses, shared, own)
+        for p, g in zip(own, summed):  # a parameter one task reaches: that task's gradient
+            p.grad = g
+        _average([p.grad for p in own if p.grad is not None])
         if not shared:
             return None
-        rows = jac(list(vec), shared, parallel_chunk_size=self.strategy.options.get("parallel_chunk_size"))
-        J = torch.cat([r.reshape(len(self.tasks), -1) for r in rows], dim=1)
         _average([J])  # the globally averaged Jacobian, aggregated once
         direction, weights = self.strategy.aggregate(J, self._global(vec).detach())
         self._check(direction, weights, vec)
@@ -402,23 +410,15 @@ class Combiner:
         return None if weights is None else weights.detach()
 
     def _rep_backward(self, losses: dict[str, torch.Tensor], vec: torch.Tensor) -> torch.Tensor | None:
-        """One backward per task from its own loss tensor down to the features: it visits only that task's part
-        of the decoder (a row of a stacked-loss Jacobian would carry zeros through every head), and gives both the
-        task's Jacobian row at the representation and its share of the decoder parameters' gradient."""
+        """The Jacobian at the backbone's features, aggregated there and carried through the backbone once."""
         feats = self._features
         if not feats:
             raise StrategyFailure(f"weighting '{self.name}' with rep: true found no backbone features in this step")
         backbone_ids = {id(p) for p in self.backbone.parameters()}
         rest = [p for p in self._params() if id(p) not in backbone_ids]
-        rows, summed = [], [None] * len(rest)
-        for task in self.tasks:
-            grads = torch.autograd.grad(losses[task].float(), feats + rest, retain_graph=True, allow_unused=True)
-            rows.append(torch.cat([(torch.zeros_like(f) if g is None else g).reshape(-1)
-                                   for f, g in zip(feats, grads[:len(feats)])]))
-            summed = [s if g is None else g if s is None else s + g for s, g in zip(summed, grads[len(feats):])]
+        J, summed = self._task_rows(losses, feats, rest)
         for p, g in zip(rest, summed):  # decoder parameters: the plain sum of the task gradients
             p.grad = g
-        J = torch.stack(rows)
         values = self._global(vec).detach()
         ctx = context()
         if ctx.enabled:  # the ranks' feature blocks are disjoint: G = Σ_r J_r J_rᵀ / N²

@@ -182,7 +182,7 @@ def test_list_shows_every_strategy_with_paper_kind_and_options(capsys):
     out = capsys.readouterr().out.replace("\n", " ")
     for name in WEIGHTINGS.names():
         assert f"  {name} (" in out
-    assert "cagrad (gradient-based; torchjd.aggregation.CAGrad; rep=False, parallel_chunk_size=None, c=0.4" in out
+    assert "cagrad (gradient-based; torchjd.aggregation.CAGrad; rep=False, c=0.4" in out
     assert "Kendall, Gal, Cipolla" in out and "gradnorm (gradient-based; weightings/gradnorm.py (in-house)" in out
 
 
