@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's report images, from real grids: run from the repository root on a machine that can train
 # (the all-methods smoke grid takes about an hour on 2 CPU cores; one torch thread per process is much faster
-# than two on a machine shared with other work). Writes docs/report/ (page screenshot, one figure) and
+# than two on a machine shared with other work). Writes docs/report/ (page screenshot, three figures) and
 # docs/leaderboard_smoke.tex. Re-running reuses finished runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,7 @@ $PY bench.py report "$RESULTS"
 mkdir -p docs/report
 cp "$RESULTS"/report/fig/s1_delta_m_vs_cost.png docs/report/delta_m_vs_cost.png
 cp "$RESULTS"/report/fig/s1_qualitative_semseg.png docs/report/qualitative_semseg.png
+cp "$RESULTS"/report/fig/s1_training_curves.png docs/report/training_curves.png
 
 # 3. a screenshot of the page in headless chromium (apt-get install chromium chromium-driver)
 $PY - "$RESULTS/report/index.html" docs/report/page.png <<'PYEOF'

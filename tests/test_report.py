@@ -174,3 +174,17 @@ def test_training_curves_read_the_task_weights_the_engine_logs(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / LOG_NAME).read_text().splitlines()]
     curves = _curves({"tasks": ["semseg", "depth"]}, rows)
     assert curves["weights"]["semseg"].tolist() == [0.25, 0.5] and curves["weights"]["depth"].tolist() == [1.0, 1.0]
+
+
+def test_tradeoff_points_never_share_colour_and_marker():
+    from mtbench.report.figures import MARKERS, colour
+
+    styles = [(colour(i), MARKERS[i % len(MARKERS)]) for i in range(100)]
+    assert len(set(styles)) == 100  # 14 methods (the all-methods grid) once gave atrc and padnet the same square
+
+
+def test_log_axis_labels_only_the_2s_and_5s_between_decades():
+    from mtbench.report.figures import _minor_label
+
+    assert [_minor_label(x) for x in (20, 30, 50, 70, 0.2, 0.5, 0.9, 200, 5000)] == \
+        ["20", "", "50", "", "0.2", "0.5", "", "200", "5000"]

@@ -18,12 +18,20 @@ from mtbench.report.colours import CB_SAFE  # noqa: E402
 DPI = 100
 STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
          "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False, "pdf.fonttype": 42}
-MARKERS = "osD^vP*Xh<>p"
+MARKERS = "osD^vP*Xh<>"  # 11 markers against 12 colours: (colour, marker) repeats only after 132 points
 MAX_POINTS = 400  # per curve: longer logs are averaged over windows
 
 
 def colour(i: int) -> str:
     return CB_SAFE[i % len(CB_SAFE)]
+
+
+def _minor_label(x: float, _pos=None) -> str:
+    """Label the 2s and 5s between decades on a log axis (all nine crowd into each other)."""
+    if x <= 0:
+        return ""
+    lead = round(x / 10 ** math.floor(math.log10(x) + 1e-9))
+    return f"{x:g}" if lead in (2, 5) else ""
 
 
 def save(fig, stem: Path) -> list[Path]:
@@ -71,7 +79,7 @@ def _tradeoff_panel(ax, points: list[dict[str, Any]], xlabel: str, lower_x_bette
     if log_x:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(_minor_label))
     ax.set_xlabel(xlabel + (" (lower is better)" if lower_x_better else " (higher is better)"))
     if not xy:
         ax.text(0.5, 0.5, "no run with both numbers", ha="center", va="center", transform=ax.transAxes)
