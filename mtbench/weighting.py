@@ -381,18 +381,19 @@ class Combiner:
                                   f"{vec.detach().tolist()}); the run stops here instead of training on NaN")
 
     def _task_rows(self, losses: dict[str, torch.Tensor], rows_of: list[torch.Tensor],
-                   summed_of: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
-        """One backward per task from its own loss tensor: the Jacobian (one row per task) over ``rows_of`` and the
-        sum of the task gradients over ``summed_of``. Each pass visits only what its task's loss reaches; a row of
-        a stacked-loss Jacobian would carry zeros through every other task's head."""
+                   summed_of: list[torch.Tensor]) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
+        """One backward per task from its own loss tensor: the Jacobian (one row per task) over ``rows_of`` (None
+        when it is empty) and the sum of the task gradients over ``summed_of``. Each pass visits only what its
+        task's loss reaches; a row of a stacked-loss Jacobian would carry zeros through every other task's head."""
         rows, summed = [], [None] * len(summed_of)
         for task in self.tasks:
             grads = torch.autograd.grad(losses[task].float(), rows_of + summed_of, retain_graph=True,
                                         allow_unused=True)
-            rows.append(torch.cat([(torch.zeros_like(x) if g is None else g).reshape(-1)
-                                   for x, g in zip(rows_of, grads[:len(rows_of)])]))
+            if rows_of:
+                rows.append(torch.cat([(torch.zeros_like(x) if g is None else g).reshape(-1)
+                                       for x, g in zip(rows_of, grads[:len(rows_of)])]))
             summed = [a if g is None else g if a is None else a + g for a, g in zip(summed, grads[len(rows_of):])]
-        return torch.stack(rows), summed
+        return (torch.stack(rows) if rows else None), summed
 
     def _shared_backward(self, losses: dict[str, torch.Tensor], vec: torch.Tensor) -> torch.Tensor | None:
         shared, own = self._partition

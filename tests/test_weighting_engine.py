@@ -257,3 +257,17 @@ def test_strategy_state_round_trips_through_a_weights_only_checkpoint(tmp_path, 
     expected = step(a, 3)
     torch.manual_seed(5)
     torch.testing.assert_close(step(b, 3), expected)
+
+
+def test_nothing_shared_means_each_parameter_gets_its_own_tasks_gradient():
+    torch.manual_seed(3)
+    tasks = ("semseg", "normals")  # the mixer feeds semseg only; with the backbone frozen no parameter is shared
+    model, x = TinyMTL({t: CHANNELS[t] for t in tasks}), torch.randn(2, 3, 8, 8)
+    model.backbone.requires_grad_(False)
+    combiner = _combiner("pcgrad", tasks, model)
+    losses = _losses(model, tasks, x)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    expected = torch.autograd.grad(sum(losses.values()), trainable, retain_graph=True)
+    assert combiner.backward(losses) is None
+    for p, e in zip(trainable, expected):
+        torch.testing.assert_close(p.grad, e)
