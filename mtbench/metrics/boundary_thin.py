@@ -47,6 +47,18 @@ def _codes(img: np.ndarray, cand: np.ndarray, offsets: np.ndarray, weights: np.n
     return full[cand]
 
 
+def _distinct(idx: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """``np.unique(idx)``: many indices are marked in a scratch image rather than hashed (the 99
+    thresholded NMS maps of a NYUD-size image thin in 0.17 s instead of 0.23 s), a few are hashed
+    rather than the image scanned. ``seen`` is left clear."""
+    if idx.size * 16 < seen.size:
+        return np.unique(idx)
+    seen[idx] = True
+    out = np.flatnonzero(seen)
+    seen[out] = False
+    return out
+
+
 def thin(mask: np.ndarray) -> np.ndarray:
     """``skimage.morphology.thin(mask)`` for a 2-D boolean map."""
     mask = np.asarray(mask, dtype=bool)
@@ -59,6 +71,7 @@ def thin(mask: np.ndarray) -> np.ndarray:
     offsets = np.array([dy * pw + dx for dy, dx in _NEIGHBOURS], dtype=np.int64)
     weights = (1 << np.arange(8)).astype(np.uint8)
     on = np.flatnonzero(img)
+    seen = np.zeros(img.size, dtype=bool)  # scratch for _distinct
     dirty = [[on], [on]]  # per sub-iteration: pixels whose neighbourhood changed since it last looked
     while True:
         deleted_any = False
@@ -66,7 +79,7 @@ def thin(mask: np.ndarray) -> np.ndarray:
             parts, dirty[step] = dirty[step], []
             if not parts:
                 continue
-            cand = parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))
+            cand = parts[0] if len(parts) == 1 else _distinct(np.concatenate(parts), seen)
             cand = cand[img[cand] == 1]
             code = _codes(img, cand, offsets, weights)
             gone = cand[lut[code]]
