@@ -3,35 +3,37 @@ replaced, in one process; and a check that all give the same per-threshold count
 
     python benchmarks/boundary_speed.py [--repeats 1] [--skip-previous]
 
-Columns: ``now``; ``pairs`` = now, but one annotator's counts from the full pair sets of
-``match_pairs`` (rectangular LAPJVsp on every component), as before ``match_count``; ``00f0945``
-= the frozen implementation below. Where the time went (cProfile, 2 synthetic NYUD images, 101
-thresholds, NMS, before match_count: 6.3 s CPU per image): 85% in scipy's LAPJVsp
-(``min_weight_full_bipartite_matching``), nearly all of it on the one large component per
-threshold (6.7k GT x 13k predicted pixels at low thresholds); its rectangular form resets its
-column arrays for every row, i.e. rows x columns work. 8% thinning (197 maps), the rest sorting
-and CSR building. LAPJVsp itself (not its searches) is the cost: a faithful Python port of it
-with sparse state (identical matchings) was slower still, because ~70% of the rows of the large
-components need a search. The square form used now lets LAPJVsp's initial reductions assign
-rows before the per-row searches, about 2x less on those components.
+Columns: ``now``; ``fcd3c9f`` = the previous evaluator, loaded from git history (one annotator's
+pair count from LAPJVsp per threshold, large components in its square form); ``pairs`` = that
+evaluator with one annotator's counts from the full pair sets of ``match_pairs`` (rectangular
+LAPJVsp on every component, the path several annotators still take); ``00f0945`` = the first fast
+implementation, frozen below. ``now`` first pays numba's compile (or cache load) once per process,
+printed on its own line and left out of the per-image times; forked evaluation workers inherit it.
 
-The previous implementation (commit 00f0945: skimage thinning of every thresholded map, and one
-LAPJVsp solve per threshold and annotator on the whole graph) is frozen below, for this comparison
-only. Cases: a synthetic NYUD-size image (425 x 560, maxDist 0.011, SEISM's 101 thresholds) with
-and without NMS, and the BSDS mini-bench under its own protocol (5 and 99 thresholds, no NMS;
-skipped if the data is absent). The synthetic prediction is a blurred, 1-px-shifted copy of a
-Voronoi boundary map plus textured noise, i.e. thick soft ridges like a network output. Times are
-process CPU seconds (time.process_time), best of --repeats; a dataset costs about seconds/image x
-images, spread over the worker processes.
+Where the time went in fcd3c9f (cProfile, synthetic NYUD image, NMS, 2.8 s): 1.55 s in LAPJVsp on
+the large components (69 square solves, the largest 6.7k GT x 13k predicted pixels), 0.6 s
+building their graphs (components, ranks, CSR), 0.26 s thinning, the rest NMS and candidate
+pairs. Now one annotator's counts come from one matching kept optimal over the whole sweep
+(boundary_sweep): 14k pixels enter and 1k leave across the 101 thresholds of that image, each a
+local shortest-path search (about 230k nodes settled, 3M edge relaxations in all), compiled by
+numba. Cases: a synthetic NYUD-size image (425 x 560, maxDist 0.011, SEISM's 101 thresholds) with
+and without NMS, and the BSDS mini-bench under its own protocol (5 and 99 thresholds, no NMS,
+several annotators; skipped if the data is absent). The synthetic prediction is a blurred,
+1-px-shifted copy of a Voronoi boundary map plus textured noise, i.e. thick soft ridges like a
+network output. Times are process CPU seconds (time.process_time), best of --repeats; a dataset
+costs about seconds/image x images, spread over the worker processes.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -39,27 +41,49 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from skimage.morphology import thin as skimage_thin
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-import mtbench.metrics.boundary_image as boundary_image  # noqa: E402
 from mtbench.metrics.boundary import evaluate_image, hed_thresholds, uniform_thresholds  # noqa: E402
-from mtbench.metrics.boundary_match import candidate_pairs, match_count, match_pairs, max_dist_pixels  # noqa: E402
+from mtbench.metrics.boundary_match import candidate_pairs, max_dist_pixels  # noqa: E402
 from mtbench.metrics.boundary_nms import structured_edge_nms  # noqa: E402
+from mtbench.metrics.boundary_sweep import warm_up  # noqa: E402
+
+PREVIOUS = "fcd3c9f"
 
 
-def pairs_count(i, j, d, n_pred, n_gt, radius) -> int:
-    """One annotator's pair count from the full matching (the path before match_count)."""
-    return int(match_pairs(i, j, d, n_pred, n_gt, radius)[1].sum())
+def module_at(commit: str, path: str, name: str, rename: dict[str, str]) -> ModuleType:
+    """A module of this repository as it was at ``commit`` (git show), imports renamed by ``rename``."""
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{path}"], capture_output=True, text=True,
+                         check=True).stdout
+    for old, new in rename.items():
+        src = src.replace(old, new)
+    mod = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader=None))
+    sys.modules[name] = mod
+    exec(compile(src, f"{commit}:{path}", "exec"), mod.__dict__)
+    return mod
 
 
-def evaluate_with(count):
-    def run(p, g, thr, md, nms):
-        boundary_image.match_count = count
+def previous_evaluators():
+    """(fcd3c9f's evaluate_image, the same with one annotator's counts from match_pairs), or None
+    outside a git checkout."""
+    try:
+        match = module_at(PREVIOUS, "mtbench/metrics/boundary_match.py", "prev_boundary_match", {})
+        image = module_at(PREVIOUS, "mtbench/metrics/boundary_image.py", "prev_boundary_image",
+                          {"mtbench.metrics.boundary_match": "prev_boundary_match"})
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+    def pairs_count(i, j, d, n_pred, n_gt, radius) -> int:
+        return int(match.match_pairs(i, j, d, n_pred, n_gt, radius)[1].sum())
+
+    def with_pairs(*args, **kw):
+        image.match_count = pairs_count
         try:
-            return evaluate_image(p, g, thr, md, nms=nms)
+            return image.evaluate_image(*args, **kw)
         finally:
-            boundary_image.match_count = match_count
-    return run
+            image.match_count = match.match_count
+    return image.evaluate_image, with_pairs
 
 
 def previous_correspond(pred: np.ndarray, gt: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
@@ -162,6 +186,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="best of N runs (default 1)")
     ap.add_argument("--skip-previous", action="store_true", help="time the current implementation only")
     args = ap.parse_args()
+    t0 = time.process_time()
+    warm_up()
+    print(f"numba compile or cache load, once per process: {time.process_time() - t0:.2f} s CPU")
     cases = []
     pred, gt = synthetic_nyud()
     for nms in (True, False):
@@ -173,20 +200,28 @@ def main() -> None:
     else:
         for n in (5, 99):
             cases.append((f"BSDS mini-bench, 321x481, {n} thr, no NMS", *mb, uniform_thresholds(n), 0.0075, False))
+    previous = None if args.skip_previous else previous_evaluators()
+    if previous is None and not args.skip_previous:
+        print(f"no git history here: the {PREVIOUS} and pairs columns are skipped")
     width = max(len(c[0]) for c in cases)
-    print(f"{'case':<{width}}  {'now s/img':>9}  {'pairs s/img':>11}  {'00f0945 s/img':>13}  "
-          f"{'vs pairs':>8}  {'vs 00f0945':>10}  counts")
-    now_fn, pairs_fn = evaluate_with(match_count), evaluate_with(pairs_count)
+    columns = ["now", PREVIOUS, "pairs", "00f0945"]
+    print(f"{'case (CPU s/image)':<{width}}  " + "  ".join(f"{c:>7}" for c in columns) + "  "
+          + "  ".join(f"{'vs ' + c:>10}" for c in columns[1:]) + "  counts")
     for name, preds, gts, thr, md, nms in cases:
-        now, c_now = cpu_seconds(lambda p, g: now_fn(p, g, thr, md, nms), preds, gts, args.repeats)
-        if args.skip_previous:
-            print(f"{name:<{width}}  {now:9.3f}")
-            continue
-        pairs, c_pairs = cpu_seconds(lambda p, g: pairs_fn(p, g, thr, md, nms), preds, gts, args.repeats)
-        before, c_before = cpu_seconds(lambda p, g: previous_evaluate_image(p, g, thr, md, nms), preds, gts, args.repeats)
-        same = all(np.array_equal(a, b) and np.array_equal(a, c) for a, b, c in zip(c_now, c_before, c_pairs))
-        print(f"{name:<{width}}  {now:9.3f}  {pairs:11.3f}  {before:13.3f}  {pairs / now:7.1f}x  {before / now:9.1f}x  "
-              f"{'identical' if same else 'DIFFER'}", flush=True)
+        runs = {"now": lambda p, g: evaluate_image(p, g, thr, md, nms=nms)}
+        if not args.skip_previous:
+            if previous is not None:
+                runs[PREVIOUS] = lambda p, g: previous[0](p, g, thr, md, nms=nms)
+                runs["pairs"] = lambda p, g: previous[1](p, g, thr, md, nms=nms)
+            runs["00f0945"] = lambda p, g: previous_evaluate_image(p, g, thr, md, nms)
+        times, counts = {}, {}
+        for col, fn in runs.items():
+            times[col], counts[col] = cpu_seconds(fn, preds, gts, args.repeats)
+        same = all(np.array_equal(a, b) for c in counts.values() for a, b in zip(counts["now"], c))
+        cells = [f"{times[c]:7.2f}" if c in times else f"{'-':>7}" for c in columns]
+        ratios = [f"{times[c] / times['now']:9.1f}x" if c in times else f"{'-':>10}" for c in columns[1:]]
+        print(f"{name:<{width}}  " + "  ".join(cells) + "  " + "  ".join(ratios) + "  "
+              + ("identical" if same else "DIFFER"), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""The fast boundary evaluator returns exactly the per-threshold counts of the implementation it
-replaced (commit 00f0945: skimage thinning and one LAPJVsp solve per threshold and annotator).
+"""The fast boundary evaluator returns exactly the per-threshold counts of the implementations it
+replaced: commit 00f0945 (skimage thinning and one LAPJVsp solve per threshold and annotator) for
+cases A-E, and commit fcd3c9f (one annotator's pair count from LAPJVsp per threshold, in its square
+form for large components) for cases F-I, computed before one annotator's counts moved to the
+incremental matching of boundary_sweep.
 
-tests/data/boundary_counts_before.npz holds, for each case below, the (T, 4) counts that commit
-computed and the first 8 bytes of the SHA-256 of the generated inputs (so a change in the input
-generator is reported as such, not as a change of counts). Case C has three annotators: there a
-predicted pixel counts when it matches any of them, so the counts also pin down which of several
+tests/data/boundary_counts_{before,fcd3c9f}.npz hold, for each case below, the (T, 4) counts that
+commit computed and the first 8 bytes of the SHA-256 of the generated inputs (so a change in the
+input generator is reported as such, not as a change of counts). Case C has three annotators: there
+a predicted pixel counts when it matches any of them, so the counts also pin down which of several
 equally cheap matchings is chosen, not only its size.
 """
 from __future__ import annotations
@@ -18,7 +21,7 @@ from scipy import ndimage as ndi
 
 from mtbench.metrics.boundary import evaluate_image, hed_thresholds, uniform_thresholds
 
-REFERENCE = Path(__file__).parent / "data" / "boundary_counts_before.npz"
+DATA = Path(__file__).parent / "data"
 
 # name: (seed, h, w, Voronoi cells, annotators, ignore band), thresholds, NMS, maxDist
 CASES = {
@@ -27,6 +30,10 @@ CASES = {
     "C": ((2, 200, 260, 12, 3, False), 99, False, 0.0075),
     "D": ((3, 160, 200, 10, 2, True), 21, True, 0.011),
     "E": ((4, 240, 320, 25, 1, False), "hed", False, 0.011),
+    "F": ((5, 425, 560, 30, 1, False), "hed", True, 0.011),
+    "G": ((6, 425, 560, 80, 1, False), "hed", True, 0.011),
+    "H": ((7, 425, 560, 50, 1, True), 99, True, 0.0075),
+    "I": ((8, 321, 481, 35, 1, False), "hed", False, 0.011),
 }
 
 
@@ -51,7 +58,7 @@ def scene(seed: int, h: int, w: int, cells: int, annotators: int, ignore: bool):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_counts_equal_previous_implementation(name):
-    ref = np.load(REFERENCE)
+    ref = np.load(DATA / ("boundary_counts_before.npz" if name in "ABCDE" else "boundary_counts_fcd3c9f.npz"))
     spec, thresholds, nms, max_dist = CASES[name]
     pred, gts, mask = scene(*spec)
     digest = hashlib.sha256(pred.tobytes() + b"".join(np.packbits(g).tobytes() for g in gts)).digest()[:8]

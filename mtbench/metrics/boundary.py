@@ -246,6 +246,9 @@ def evaluate_boundaries(preds: Iterable[np.ndarray], gts: Iterable[Sequence[np.n
     items = ((p, [np.asarray(g) for g in g_list], ig, sg, kw) for p, g_list, ig, sg in zip(preds, gts, ignores, segs))
     total = len(preds) if hasattr(preds, "__len__") else None  # type: ignore[arg-type]
     workers = default_workers() if workers is None else max(1, int(workers))
+    if workers > 1:  # compile (or load numba's cache) once here; forked workers inherit it
+        from mtbench.metrics.boundary_sweep import warm_up
+        warm_up()
     results = _ordered_map(_task, items, workers)
     if progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
