@@ -36,7 +36,6 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
-from scipy import ndimage as ndi
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from skimage.morphology import thin as skimage_thin
@@ -48,6 +47,7 @@ from mtbench.metrics.boundary import evaluate_image, hed_thresholds, uniform_thr
 from mtbench.metrics.boundary_match import candidate_pairs, max_dist_pixels  # noqa: E402
 from mtbench.metrics.boundary_nms import structured_edge_nms  # noqa: E402
 from mtbench.metrics.boundary_sweep import warm_up  # noqa: E402
+from synthetic_edges import synthetic_nyud  # noqa: E402  (benchmarks/, on sys.path as the script's folder)
 
 PREVIOUS = "fcd3c9f"
 
@@ -144,19 +144,6 @@ def previous_evaluate_image(pred: np.ndarray, gts: list[np.ndarray], thresholds:
                 cnt_r += int(m2.sum())
         counts[t] = (cnt_r, gt_total, int(acc.sum()), int(bmap.sum()))
     return counts
-
-
-def synthetic_nyud(seed: int = 0, h: int = 425, w: int = 560) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    seeds = rng.integers(0, [h, w], size=(40, 2))
-    yy, xx = np.mgrid[:h, :w]
-    d2 = (yy[..., None] - seeds[:, 0]) ** 2 + (xx[..., None] - seeds[:, 1]) ** 2
-    lab = np.argmin(d2, axis=-1)
-    gt = ndi.maximum_filter(lab, 2) != ndi.minimum_filter(lab, 2)
-    soft = ndi.gaussian_filter(np.roll(gt.astype(float), 1, axis=1), 2.0)
-    noise = ndi.gaussian_filter(rng.random((h, w)), 3) * rng.random((h, w))
-    soft = np.clip(soft / soft.max() + 0.15 * noise, 0, 1)
-    return (soft * 255).astype(np.uint8), gt
 
 
 def minibench() -> tuple[list[np.ndarray], list[list[np.ndarray]]] | None:
