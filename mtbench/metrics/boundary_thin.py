@@ -48,10 +48,11 @@ def _codes(img: np.ndarray, cand: np.ndarray, offsets: np.ndarray, weights: np.n
 
 
 def _distinct(idx: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """``np.unique(idx)``: many indices are marked in a scratch image rather than hashed (the 99
-    thresholded NMS maps of a NYUD-size image thin in 0.17 s instead of 0.23 s), a few are hashed
-    rather than the image scanned. ``seen`` is left clear."""
-    if idx.size * 16 < seen.size:
+    """``np.unique(idx)``: many indices are marked in a scratch image rather than hashed (99
+    thresholded maps of a NYUD-size image thin in 0.14 s instead of 0.24 s after NMS, 0.37 s
+    instead of 1.79 s without), a few are hashed rather than the image scanned. ``seen`` is left
+    clear."""
+    if idx.size * 64 < seen.size:
         return np.unique(idx)
     seen[idx] = True
     out = np.flatnonzero(seen)
