@@ -83,8 +83,15 @@ def _counts(maps: list[np.ndarray], gt_maps: list[np.ndarray], radius: float) ->
     shape = gt_maps[0].shape if gt_maps else None
     counts = np.zeros((len(maps), 4), dtype=np.int64)
     gt_total = sum(int(g.sum()) for g in gt_maps)
-    union = np.unique(np.concatenate(maps)) if maps else np.zeros(0, dtype=np.int64)
-    if shape is None or union.size == 0:
+    if shape is None or not maps:
+        union = np.zeros(0, dtype=np.int64)
+    else:  # marked rather than np.unique'd: the maps hold up to 5M indices in all
+        seen = np.zeros(gt_maps[0].size, dtype=bool)
+        for t, m in enumerate(maps):
+            if not t or m is not maps[t - 1]:
+                seen[m] = True
+        union = np.flatnonzero(seen)
+    if union.size == 0:
         for t, m in enumerate(maps):
             counts[t] = (0, gt_total, 0, m.size)
         return counts
