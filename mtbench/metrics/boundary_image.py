@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from mtbench.metrics.boundary_match import candidate_pairs, integer_costs, match_pairs, max_dist_pixels
+from mtbench.metrics.boundary_match import candidate_pairs, dense_ranks, integer_costs, match_pairs, max_dist_pixels
 from mtbench.metrics.boundary_nms import structured_edge_nms
 from mtbench.metrics.boundary_thin import thin
 
@@ -137,7 +137,7 @@ def _sweep_counts(maps: list[np.ndarray], union: np.ndarray, pairs: tuple, radiu
     k = np.zeros(len(maps), dtype=np.int64)
     if i.size == 0:
         return k
-    near, rank = np.unique(i, return_inverse=True)
+    near, rank = dense_ranks(i, union.size)
     lookup = np.full(union.size, -1, dtype=np.int64)
     lookup[near] = np.arange(near.size)
     steps, step_of = [], np.zeros(len(maps), dtype=np.int64)

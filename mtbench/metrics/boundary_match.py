@@ -87,8 +87,8 @@ def match_pairs(i: np.ndarray, j: np.ndarray, dist: np.ndarray, n_pred: int, n_g
     if i.size == 0:
         return m1, m2
     # Only matchable pixels (with at least one candidate) enter, renumbered densely in index order.
-    pu, i = _dense_ranks(i, n_pred)
-    gu, j = _dense_ranks(j, n_gt)
+    pu, i = dense_ranks(i, n_pred)
+    gu, j = dense_ranks(j, n_gt)
     n1, n2 = len(pu), len(gu)
     w_int, ow_int = integer_costs(dist, max_dist_px, outlier_cost)
     w, ow = w_int.astype(np.float64), float(ow_int)
@@ -105,7 +105,7 @@ def match_pairs(i: np.ndarray, j: np.ndarray, dist: np.ndarray, n_pred: int, n_g
     return m1, m2
 
 
-def _dense_ranks(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+def dense_ranks(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(the distinct values of ``x`` in increasing order, each entry's rank among them)."""
     present = np.zeros(n, dtype=bool)
     present[x] = True
@@ -166,7 +166,7 @@ def _solve(i: np.ndarray, j: np.ndarray, w: np.ndarray, ow: float, n_cols: int) 
     new_row[1:] = i[1:] != i[:-1]
     ru = i[new_row]
     li = np.cumsum(new_row) - 1
-    cu, lj = _dense_ranks(j, n_cols)
+    cu, lj = dense_ranks(j, n_cols)
     n1, n2 = len(ru), len(cu)
     per_row = np.bincount(li, minlength=n1)
     indptr = np.zeros(n1 + 1, dtype=np.int64)

@@ -21,9 +21,10 @@ they differ by alternating paths, and a path that adds a pair at no change of co
 exactly ``ow`` in pair lengths, i.e. run over at least ``ow`` / longest pair (about 100) pairs and
 cancel to the unit. So the counts equal those of one LAPJVsp solve per threshold, although the
 pixel sets may differ among equal-cost matchings (several annotators need LAPJVsp's own sets: a
-predicted pixel counts when it matches any of them; those go through boundary_match.match_pairs). The searches are scalar loops (about 3M edge relaxations per
-NYUD-size image), which numba compiles; the same source runs as plain Python under
-``NUMBA_DISABLE_JIT=1``.
+predicted pixel counts when it matches any of them; those go through boundary_match.match_pairs).
+
+The searches are scalar loops (about 3M edge relaxations per NYUD-size image), which numba
+compiles; the same source runs as plain Python under ``NUMBA_DISABLE_JIT=1``.
 """
 from __future__ import annotations
 
